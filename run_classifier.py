@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""BERT finetuning runner: google-research/bert's run_classifier.py on TensorFlow 2.
+
+Same flags, same processors, same output files as the original; training runs on
+tf.distribute (CPU, GPUs, TPU, several machines). Read main() top to bottom for the workflow.
+
+    python run_classifier.py --task_name=sim --do_train=true --do_eval=true --data_dir=DATA \
+      --vocab_file=CKPT/vocab.txt --bert_config_file=CKPT/bert_config.json \
+      --init_checkpoint=CKPT/bert_model.ckpt --max_seq_length=128 --train_batch_size=32 \
+      --learning_rate=2e-5 --num_train_epochs=3.0 --output_dir=OUT
+"""
+
+import os
+import tempfile
+
+# tf_keras (Keras 2) for every tf.keras use, set before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import logging  # noqa: E402
+
+import classifier_flags  # noqa: E402
+import features  # noqa: E402
+import modeling  # noqa: E402
+import tokenization  # noqa: E402
+import training  # noqa: E402
+from processors import get_processor, import_processor_module  # noqa: E402
+
+# Re-exported so that user code written for the original keeps working, e.g.
+# `from run_classifier import DataProcessor, InputExample`.
+from processors import (  # noqa: E402,F401
+    DataProcessor, InputExample, InputFeatures, PaddingInputExample, register_processor)
+from features import (  # noqa: E402,F401
+    _truncate_seq_pair, convert_examples_to_features, convert_single_example,
+    file_based_convert_examples_to_features)
+
+FLAGS = classifier_flags.FLAGS
+
+
+def _pad_to_batch_multiple(examples: list, batch_size: int) -> list:
+    """The original's TPU padding: PaddingInputExample rows (is_real_example = 0) until the
+    count is a multiple of the batch size, so every batch is full."""
+    padded = list(examples)
+    while len(padded) % batch_size != 0:
+        padded.append(PaddingInputExample())
+    return padded
+
+
+def main(_):
+    logging.set_verbosity(logging.INFO)
+    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    if FLAGS.processor_module:
+        import_processor_module(FLAGS.processor_module)
+
+    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
+
+    if not FLAGS.do_train and not FLAGS.do_eval and not FLAGS.do_predict:
+        raise ValueError(
+            "At least one of `do_train`, `do_eval` or `do_predict' must be True.")
+
+    bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+    if FLAGS.max_seq_length > bert_config.max_position_embeddings:
+        raise ValueError(
+            "Cannot use sequence length %d because the BERT model "
+            "was only trained up to sequence length %d" %
+            (FLAGS.max_seq_length, bert_config.max_position_embeddings))
+
+    processor = get_processor(FLAGS.task_name.lower())
+    label_list = processor.get_labels()
+
+    # Created before any TensorFlow op runs (collective ops must be configured at start-up).
+    strategy = training.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
+                                        FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
+    chief = training.is_chief(strategy)
+    # Only the chief writes into output_dir; other workers keep their files to themselves.
+    work_dir = FLAGS.output_dir if chief else tempfile.mkdtemp(prefix="bert_worker_")
+    if chief:
+        tf.io.gfile.makedirs(FLAGS.output_dir)
+    replicas = strategy.num_replicas_in_sync
+    logging.info("Distribution: %s with %d replica(s) in sync", type(strategy).__name__,
+                 replicas)
+
+    tokenizer = tokenization.FullTokenizer(
+        vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    progress = {"auto": None, "on": True, "off": False}[FLAGS.progress_bar]
+
+    # Read every set the run needs and check its labels first: a bad label fails here, with
+    # the file and row, not after an hour of training.
+    train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else None
+    eval_examples = processor.get_dev_examples(FLAGS.data_dir) if FLAGS.do_eval else None
+    predict_examples = processor.get_test_examples(FLAGS.data_dir) if FLAGS.do_predict else None
+    for examples in (train_examples, eval_examples, predict_examples):
+        if examples is not None:
+            features.validate_labels(examples, label_list)
+
+    if FLAGS.do_train:
+        num_train_steps = int(
+            len(train_examples) / FLAGS.train_batch_size * FLAGS.num_train_epochs)
+        num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+        if num_train_steps <= 0:
+            raise ValueError(
+                f"--num_train_epochs={FLAGS.num_train_epochs} with {len(train_examples)} training "
+                f"examples and --train_batch_size={FLAGS.train_batch_size} gives 0 training steps; "
+                "expected at least one full batch")
+        train_file = os.path.join(work_dir, "train.tf_record")
+        features.file_based_convert_examples_to_features(
+            train_examples, label_list, FLAGS.max_seq_length, tokenizer, train_file,
+            num_workers=FLAGS.num_featurize_workers)
+        logging.info("***** Running training *****")
+        logging.info("  Num examples = %d", len(train_examples))
+        logging.info("  Batch size = %d", FLAGS.train_batch_size)
+        logging.info("  Num steps = %d", num_train_steps)
+        training.train(bert_config, len(label_list), training.TrainConfig(
+            output_dir=FLAGS.output_dir,
+            train_file=train_file,
+            num_train_examples=len(train_examples),
+            max_seq_length=FLAGS.max_seq_length,
+            train_batch_size=FLAGS.train_batch_size,
+            learning_rate=FLAGS.learning_rate,
+            num_train_steps=num_train_steps,
+            num_warmup_steps=num_warmup_steps,
+            init_checkpoint=FLAGS.init_checkpoint,
+            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+            iterations_per_loop=FLAGS.iterations_per_loop,
+            keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+            log_step_count_steps=FLAGS.log_step_count_steps,
+            shuffle_buffer_size=FLAGS.shuffle_buffer_size,
+            seed=FLAGS.seed,
+            progress_bar=progress), strategy)
+
+    if not chief:
+        # Evaluation and prediction run on the chief alone, from the checkpoint it saved.
+        tf.io.gfile.rmtree(work_dir)
+        return
+    # On several workers the chief evaluates by itself, on its own devices.
+    infer_strategy = strategy if not training.is_multi_worker(strategy) else (
+        training.create_strategy("one_device"))
+    # Padding makes every batch full: the original does it on TPU, and here also when
+    # batches are split over several replicas.
+    pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
+
+    if FLAGS.do_eval:
+        num_actual_eval_examples = len(eval_examples)
+        if pad:
+            eval_examples = _pad_to_batch_multiple(eval_examples, FLAGS.eval_batch_size)
+        eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
+        features.file_based_convert_examples_to_features(
+            eval_examples, label_list, FLAGS.max_seq_length, tokenizer, eval_file,
+            num_workers=FLAGS.num_featurize_workers)
+        logging.info("***** Running evaluation *****")
+        logging.info("  Num examples = %d (%d actual, %d padding)",
+                     len(eval_examples), num_actual_eval_examples,
+                     len(eval_examples) - num_actual_eval_examples)
+        logging.info("  Batch size = %d", FLAGS.eval_batch_size)
+        model, checkpoint_path, global_step = training.load_for_inference(
+            bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy)
+        logging.info("Evaluating checkpoint %s", checkpoint_path)
+        result = training.evaluate(
+            model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
+            infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
+            num_batches=-(-len(eval_examples) // FLAGS.eval_batch_size))
+        training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
+
+    if FLAGS.do_predict:
+        num_actual_predict_examples = len(predict_examples)
+        if pad:
+            predict_examples = _pad_to_batch_multiple(predict_examples, FLAGS.predict_batch_size)
+        predict_file = os.path.join(FLAGS.output_dir, "predict.tf_record")
+        features.file_based_convert_examples_to_features(
+            predict_examples, label_list, FLAGS.max_seq_length, tokenizer, predict_file,
+            num_workers=FLAGS.num_featurize_workers)
+        logging.info("***** Running prediction*****")
+        logging.info("  Num examples = %d (%d actual, %d padding)",
+                     len(predict_examples), num_actual_predict_examples,
+                     len(predict_examples) - num_actual_predict_examples)
+        logging.info("  Batch size = %d", FLAGS.predict_batch_size)
+        model, checkpoint_path, _ = training.load_for_inference(
+            bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy)
+        logging.info("Predicting with checkpoint %s", checkpoint_path)
+        probabilities = training.predict(
+            model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,
+            drop_remainder=pad, num_examples=num_actual_predict_examples, progress_bar=progress)
+        output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
+        num_written_lines = training.write_test_results(output_predict_file, probabilities)
+        assert num_written_lines == num_actual_predict_examples
+
+
+if __name__ == "__main__":
+    classifier_flags.mark_required()
+    app.run(main)

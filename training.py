@@ -1,0 +1,477 @@
+"""The training loop, evaluation and prediction of run_classifier, on tf.distribute.
+
+This is the TF2 replacement of the original's TPUEstimator + model_fn_builder +
+file_based_input_fn_builder, written once for every script:
+
+- `create_strategy`: one device (the original's CPU/GPU behaviour), all local GPUs
+  (MirroredStrategy), several machines (MultiWorkerMirroredStrategy via TF_CONFIG) or a TPU.
+- `input_fn`: the original's TFRecord pipeline (repeat, shuffle, drop_remainder for training),
+  split over replicas so that a global batch is the same examples whatever the replica count.
+- `train`: a custom loop running `iterations_per_loop` steps per host call, Google's
+  AdamWeightDecay on the cross-replica sum of gradients clipped at global norm 1.0,
+  checkpoints in Google's names every `save_checkpoints_steps`, resume from the latest.
+- `evaluate` / `predict`: restore the latest checkpoint of output_dir (else init_checkpoint),
+  as the Estimator did, and compute the original's metrics and probabilities.
+"""
+
+import dataclasses
+import json
+import os
+import socket
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import logging  # noqa: E402
+
+import checkpoints  # noqa: E402
+import features  # noqa: E402
+import modeling  # noqa: E402
+import optimization  # noqa: E402
+from progress import ProgressBar  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and strategies
+# ---------------------------------------------------------------------------------------------
+def configure_cpu_devices(num_cpu_devices: int) -> None:
+    """Splits the CPU into `num_cpu_devices` logical devices. Must run before any TF op."""
+    if num_cpu_devices <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+
+
+def _check_tpu_address_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A grpc:// TPU address that nobody answers makes TPU initialization hang forever."""
+    host_port = address[len("grpc://"):] if address.startswith("grpc://") else address
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"--tpu_name={address}: no TPU answers at {host_port} ({err}); expected the "
+            "grpc://ip:8470 address of a running TPU node") from None
+
+
+def create_tpu_strategy(tpu_name: Optional[str], tpu_zone: Optional[str] = None,
+                        gcp_project: Optional[str] = None) -> tf.distribute.Strategy:
+    """A TPUStrategy for a local TPU VM (tpu_name empty or 'local'), a TPU node name, or a
+    grpc:// address. Without a TPU it raises a one-line ValueError, never hangs."""
+    name = (tpu_name or "").strip()
+    resolver_name = "local" if name in ("", "local") else name
+    if resolver_name.startswith("grpc://"):
+        _check_tpu_address_reachable(resolver_name)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=resolver_name, zone=tpu_zone, project=gcp_project)
+        if resolver_name != "local":
+            tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except Exception as err:  # The resolver/initializer raise many types (URLError, NotFound).
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"--use_tpu=True but no TPU could be used (--tpu_name={tpu_name or ''!r}): "
+            f"{first_line}. On a Colab/Cloud TPU VM install tensorflow and tensorflow-tpu of the "
+            "same version and pass --tpu_name=local; for a TPU node pass its name or "
+            "grpc://ip:8470.") from None
+    if not tf.config.list_logical_devices("TPU"):
+        raise ValueError(f"--use_tpu=True but no TPU device is visible (--tpu_name={name!r})")
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def create_strategy(distribution_strategy: str = "one_device", use_tpu: bool = False,
+                    tpu_name: Optional[str] = None, tpu_zone: Optional[str] = None,
+                    gcp_project: Optional[str] = None) -> tf.distribute.Strategy:
+    """The strategy for the flags: TPU if use_tpu, else one_device / mirrored /
+    multi_worker_mirrored (TF_CONFIG describes the cluster)."""
+    if use_tpu:
+        return create_tpu_strategy(tpu_name, tpu_zone, gcp_project)
+    if distribution_strategy == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if distribution_strategy == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if distribution_strategy == "multi_worker_mirrored":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--distribution_strategy=multi_worker_mirrored needs the TF_CONFIG "
+                             "environment variable describing the cluster and this task")
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    raise ValueError(f"--distribution_strategy={distribution_strategy}: expected one_device, "
+                     "mirrored or multi_worker_mirrored")
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the one task that writes into output_dir (worker 0, or the 'chief' task)."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+# ---------------------------------------------------------------------------------------------
+# Input pipeline
+# ---------------------------------------------------------------------------------------------
+def input_fn(input_file: str, seq_length: int, global_batch_size: int, is_training: bool,
+             drop_remainder: bool, shuffle_buffer_size: int = 100,
+             seed: Optional[int] = None) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
+    """The original's file_based_input_fn_builder for `distribute_datasets_from_function`.
+
+    Every input pipeline reads the same stream of global batches (training: repeat, then
+    shuffle with the original's small buffer, then batch) and keeps its contiguous slice of
+    each, cut into per-replica batches. So the examples of global step k are the same for one
+    device, N mirrored replicas or N workers (given a seed), which is what makes the
+    distributed runs comparable with a single-device run.
+
+    Returns: fn(input_context) -> dataset of dicts input_ids/input_mask/segment_ids [b, S]
+      int32, label_ids [b] int32, is_real_example [b] int32.
+    """
+    name_to_features = features.name_to_features(seq_length)
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = ctx.get_per_replica_batch_size(global_batch_size)
+        per_pipeline = global_batch_size // ctx.num_input_pipelines
+        d = tf.data.TFRecordDataset(input_file)
+        if is_training:
+            d = d.repeat()
+            d = d.shuffle(buffer_size=shuffle_buffer_size, seed=seed)
+        d = d.map(lambda r: features.decode_record(r, name_to_features),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        d = d.batch(global_batch_size, drop_remainder=drop_remainder)
+        if ctx.num_input_pipelines > 1 or per_replica != global_batch_size:
+            start = ctx.input_pipeline_id * per_pipeline
+            d = d.map(lambda batch: {k: v[start:start + per_pipeline] for k, v in batch.items()})
+            d = d.unbatch().batch(per_replica, drop_remainder=drop_remainder)
+        options = tf.data.Options()
+        # The slicing above already gives each worker its share; auto-sharding would re-shard.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        options.deterministic = True
+        return d.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    return dataset_fn
+
+
+def check_batch_size(flag_name: str, batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    """Batch-size flags are global (as the original's): they must split evenly over replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size <= 0 or batch_size % replicas:
+        raise ValueError(f"--{flag_name}={batch_size}: expected a positive multiple of the "
+                         f"{replicas} replicas in sync (the batch size is global)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model state
+# ---------------------------------------------------------------------------------------------
+def build_classifier(bert_config: modeling.BertConfig, num_labels: int,
+                     strategy: tf.distribute.Strategy) -> modeling.BertClassifier:
+    """A BertClassifier with all variables created under the strategy's scope."""
+    with strategy.scope():
+        model = modeling.BertClassifier(bert_config, num_labels)
+        ones = tf.ones([1, 2], tf.int32)
+        model(ones, ones, tf.zeros([1, 2], tf.int32), training=False)
+    return model
+
+
+def log_trainable_variables(name_to_variable: Dict[str, tf.Variable],
+                            initialized: Sequence[str] = ()) -> None:
+    """The original's "**** Trainable Variables ****" block."""
+    initialized = set(initialized)
+    logging.info("**** Trainable Variables ****")
+    for name, var in name_to_variable.items():
+        suffix = ", *INIT_FROM_CKPT*" if name in initialized else ""
+        logging.info("  name = %s, shape = %s%s", name, tuple(var.shape), suffix)
+
+
+def initialize_model(name_to_variable: Dict[str, tf.Variable],
+                     init_checkpoint: Optional[str]) -> None:
+    """Loads what `init_checkpoint` holds into the model (the original's init_from_checkpoint)."""
+    if init_checkpoint:
+        checkpoints.init_from_checkpoint(name_to_variable, init_checkpoint)
+    else:
+        log_trainable_variables(name_to_variable)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """What `train` needs beyond the model config (the original's flags of the same names)."""
+    output_dir: str
+    train_file: str
+    num_train_examples: int
+    max_seq_length: int
+    train_batch_size: int
+    learning_rate: float
+    num_train_steps: int
+    num_warmup_steps: int
+    init_checkpoint: Optional[str] = None
+    save_checkpoints_steps: int = 1000
+    iterations_per_loop: int = 1000
+    keep_checkpoint_max: int = 5
+    log_step_count_steps: int = 100
+    shuffle_buffer_size: int = 100
+    seed: Optional[int] = None
+    progress_bar: Optional[bool] = None
+
+
+def _dense(grad):
+    """Embedding gradients arrive as IndexedSlices; the original's update is dense."""
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+
+
+def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
+          strategy: tf.distribute.Strategy) -> int:
+    """Fine-tunes a BertClassifier; returns the global step reached.
+
+    Resumes from the latest checkpoint in cfg.output_dir when there is one (the original's
+    Estimator behaviour, including "Skipping training since max_steps has already saved.").
+    """
+    chief = is_chief(strategy)
+    check_batch_size("train_batch_size", cfg.train_batch_size, strategy)
+    if cfg.seed is not None:
+        tf.random.set_seed(cfg.seed)
+    model = build_classifier(bert_config, num_labels, strategy)
+    name_to_variable = checkpoints.variables_by_checkpoint_name(model)
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(
+            cfg.learning_rate, cfg.num_train_steps, cfg.num_warmup_steps,
+            name_to_variable=name_to_variable)
+        optimizer.create_slots(list(name_to_variable.values()))
+    state = dict(name_to_variable)
+    state.update(optimizer.slot_variables_by_checkpoint_name(name_to_variable))
+    state["global_step"] = optimizer.iterations
+
+    latest = checkpoints.latest_checkpoint(cfg.output_dir)
+    if latest:
+        checkpoints.restore_checkpoint(latest, state)
+        logging.info("Restored model and optimizer state from %s (global_step = %d)", latest,
+                     int(optimizer.iterations.numpy()))
+    else:
+        initialize_model(name_to_variable, cfg.init_checkpoint)
+
+    step = int(optimizer.iterations.numpy())
+    if step >= cfg.num_train_steps:
+        logging.info("Skipping training since max_steps has already saved.")
+        return step
+    if step:
+        logging.info("Resuming training at global_step %d of %d", step, cfg.num_train_steps)
+
+    dataset = strategy.distribute_datasets_from_function(input_fn(
+        cfg.train_file, cfg.max_seq_length, cfg.train_batch_size, is_training=True,
+        drop_remainder=True, shuffle_buffer_size=cfg.shuffle_buffer_size, seed=cfg.seed))
+    iterator = iter(dataset)
+    trainable = list(name_to_variable.values())
+    global_batch = cfg.train_batch_size
+
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                           training=True)
+            per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
+            # Each replica's share of the global mean, so the cross-replica sum is the mean.
+            loss = tf.reduce_sum(per_example_loss) / global_batch
+        grads = [_dense(g) for g in tape.gradient(loss, trainable)]
+        grads = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, grads)
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm=1.0)
+        optimizer.apply_gradients(zip(grads, trainable), experimental_aggregate_gradients=False)
+        return loss
+
+    @tf.function
+    def train_loop(it, num_steps):
+        total = tf.constant(0.0)
+        last = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            last = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                   strategy.run(step_fn, args=(next(it),)), axis=None)
+            total += last
+        return total / tf.cast(num_steps, tf.float32), last
+
+    writer = tf.summary.create_file_writer(cfg.output_dir) if chief else None
+    save_dir = cfg.output_dir if chief else tempfile.mkdtemp(prefix="worker_ckpt_")
+    bar = ProgressBar(cfg.num_train_steps, "train", enabled=cfg.progress_bar if chief else False,
+                      unit="steps", initial=step)
+    schedule = optimizer.learning_rate_schedule
+    last_log_step, last_log_time = step, time.monotonic()
+    while step < cfg.num_train_steps:
+        next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
+        n = min(cfg.iterations_per_loop, cfg.num_train_steps - step, next_save - step)
+        mean_loss, last_loss = train_loop(iterator, tf.constant(n, tf.int32))
+        step = int(optimizer.iterations.numpy())
+        mean_loss, last_loss = float(mean_loss), float(last_loss)
+        if not np.isfinite(last_loss):
+            raise FloatingPointError(f"training loss became {last_loss} at global_step {step}")
+        bar.update(n, loss=last_loss)
+        if step - last_log_step >= cfg.log_step_count_steps or step == cfg.num_train_steps:
+            now = time.monotonic()
+            logging.info("loss = %s, step = %d (%.3f sec)", np.float32(last_loss), step,
+                         now - last_log_time)
+            logging.info("global_step/sec: %g", (step - last_log_step) / max(now - last_log_time, 1e-9))
+            last_log_step, last_log_time = step, now
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.scalar("loss", mean_loss)
+                tf.summary.scalar("learning_rate", float(schedule(step - 1)))
+        if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+            path = checkpoints.save_checkpoint(save_dir, state, step, cfg.keep_checkpoint_max)
+            if chief:
+                logging.info("Saving checkpoints for %d into %s.", step, path)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    if not chief:
+        tf.io.gfile.rmtree(save_dir)
+    logging.info("Loss for final step: %s.", np.float32(last_loss))
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and prediction
+# ---------------------------------------------------------------------------------------------
+def load_for_inference(bert_config: modeling.BertConfig, num_labels: int, output_dir: str,
+                       init_checkpoint: Optional[str], strategy: tf.distribute.Strategy):
+    """A classifier restored as the Estimator did: the latest checkpoint in output_dir, else
+    init_checkpoint (logging which). Returns (model, checkpoint_path, global_step)."""
+    model = build_classifier(bert_config, num_labels, strategy)
+    name_to_variable = checkpoints.variables_by_checkpoint_name(model)
+    latest = checkpoints.latest_checkpoint(output_dir)
+    if latest:
+        checkpoints.restore_checkpoint(latest, name_to_variable)
+        global_step = checkpoints.checkpoint_global_step(latest)
+        logging.info("Restoring parameters from %s", latest)
+        return model, latest, global_step
+    logging.info("Could not find trained model in model_dir: %s, running initialization from "
+                 "%s", output_dir, init_checkpoint or "random weights")
+    initialize_model(name_to_variable, init_checkpoint)
+    return model, init_checkpoint, 0
+
+
+def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_remainder):
+    return strategy.distribute_datasets_from_function(input_fn(
+        input_file, seq_length, batch_size, is_training=False, drop_remainder=drop_remainder))
+
+
+def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, seq_length: int,
+             eval_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
+             global_step: int, progress_bar: Optional[bool] = None,
+             num_batches: Optional[int] = None) -> Dict[str, object]:
+    """The original's EVAL metrics over eval_file.
+
+    eval_accuracy and eval_loss are weighted by is_real_example; `loss` is the Estimator's
+    own: the unweighted mean over batches of each batch's mean loss.
+    Returns {"eval_accuracy": np.float32, "eval_loss": np.float32, "global_step": np.int64,
+    "loss": np.float32}.
+    """
+    check_batch_size("eval_batch_size", eval_batch_size, strategy)
+
+    def eval_step(batch):
+        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                       training=False)
+        per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
+        weights = tf.cast(batch["is_real_example"], tf.float32)
+        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        correct = tf.cast(tf.equal(predictions, batch["label_ids"]), tf.float32)
+        return tf.stack([tf.reduce_sum(correct * weights), tf.reduce_sum(per_example_loss * weights),
+                         tf.reduce_sum(weights), tf.reduce_sum(per_example_loss),
+                         tf.cast(tf.size(per_example_loss), tf.float32)])
+
+    @tf.function
+    def run_step(batch):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(eval_step, args=(batch,)),
+                               axis=None)
+
+    sums = np.zeros(3, np.float64)
+    batch_means: List[float] = []
+    bar = ProgressBar(num_batches or 0, "eval", enabled=progress_bar, unit="batches")
+    for batch in _distributed_batches(strategy, eval_file, seq_length, eval_batch_size,
+                                      drop_remainder):
+        correct, weighted_loss, weight, loss_sum, count = run_step(batch).numpy()
+        sums += (correct, weighted_loss, weight)
+        if count:
+            batch_means.append(loss_sum / count)
+        bar.update(1)
+    bar.close()
+    correct, weighted_loss, weight = sums
+    return {
+        "eval_accuracy": np.float32(correct / weight if weight else 0.0),
+        "eval_loss": np.float32(weighted_loss / weight if weight else 0.0),
+        "global_step": np.int64(global_step),
+        "loss": np.float32(np.mean(np.asarray(batch_means, np.float32)) if batch_means else 0.0),
+    }
+
+
+def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
+            predict_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
+            num_examples: int, progress_bar: Optional[bool] = None) -> np.ndarray:
+    """Softmax probabilities [num_examples, num_labels] (float32) in the file's order."""
+    check_batch_size("predict_batch_size", predict_batch_size, strategy)
+
+    def predict_step(batch):
+        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                       training=False)
+        return tf.nn.softmax(logits, axis=-1)
+
+    @tf.function
+    def run_step(batch):
+        return strategy.run(predict_step, args=(batch,))
+
+    chunks = []
+    bar = ProgressBar(-(-num_examples // predict_batch_size), "predict", enabled=progress_bar,
+                      unit="batches")
+    for batch in _distributed_batches(strategy, predict_file, seq_length, predict_batch_size,
+                                      drop_remainder):
+        # Replicas hold consecutive slices of the global batch (see input_fn).
+        for local in strategy.experimental_local_results(run_step(batch)):
+            chunks.append(local.numpy())
+        bar.update(1)
+    bar.close()
+    probabilities = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0), np.float32)
+    return probabilities[:num_examples]
+
+
+# ---------------------------------------------------------------------------------------------
+# Output files (original formats), written atomically
+# ---------------------------------------------------------------------------------------------
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_eval_results(path: str, results: Dict[str, object]) -> None:
+    """eval_results.txt: sorted keys, `key = value`, values as str() of float32/int64."""
+    logging.info("***** Eval results *****")
+    lines = []
+    for key in sorted(results):
+        logging.info("  %s = %s", key, str(results[key]))
+        lines.append(f"{key} = {results[key]}\n")
+    _write_atomically(path, "".join(lines))
+
+
+def write_test_results(path: str, probabilities: np.ndarray) -> int:
+    """test_results.tsv: one line per example, tab-joined str() of float32 probabilities."""
+    logging.info("***** Predict results *****")
+    lines = ["\t".join(str(p) for p in row) + "\n" for row in probabilities.astype(np.float32)]
+    _write_atomically(path, "".join(lines))
+    return len(lines)
+
+
+def write_json(path: str, obj) -> None:
+    _write_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
