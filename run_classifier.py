@@ -11,6 +11,7 @@ tf.distribute (CPU, GPUs, TPU, several machines). Read main() top to bottom for 
 """
 
 import os
+import sys
 import tempfile
 
 # tf_keras (Keras 2) for every tf.keras use, set before TensorFlow is imported.
@@ -186,6 +187,20 @@ def main(_):
         assert num_written_lines == num_actual_predict_examples
 
 
+def _main_with_clean_errors(argv):
+    """Errors a user can cause (bad flags, files, labels) end the run with one line naming
+    what is wrong, not a traceback. Set BERT_TRACEBACK=1 to see the traceback."""
+    try:
+        main(argv)
+    except (ValueError, NotImplementedError, FileNotFoundError, tf.errors.NotFoundError,
+            tf.errors.InvalidArgumentError) as err:
+        if os.environ.get("BERT_TRACEBACK"):
+            raise
+        message = str(err).strip() or type(err).__name__
+        logging.error("%s", message)
+        sys.exit(f"run_classifier.py: error: {message}")
+
+
 if __name__ == "__main__":
     classifier_flags.mark_required()
-    app.run(main)
+    app.run(_main_with_clean_errors)
