@@ -22,7 +22,8 @@ How a custom training loop uses this module (inside `strategy.run`, i.e. replica
 
     opt = optimization.create_optimizer(lr, num_train_steps, num_warmup_steps,
                                         name_to_variable=name_to_var)   # under strategy.scope()
-    opt.build()                                # slots now exist: restore/save them by name
+    opt.build()                                # (or create_slots) slots now exist: restore/save
+    slots = opt.slot_variables_by_checkpoint_name()          # {"<name>/adam_m": slot, ...}
     ...
     grads = tape.gradient(loss, variables)     # loss already scaled by 1/global_batch_size
     optimization.all_reduce_clip_and_apply(opt, grads, variables)
@@ -36,7 +37,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import re  # noqa: E402
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence  # noqa: E402
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
@@ -199,6 +200,18 @@ class AdamWeightDecay(tf_keras.optimizers.legacy.Optimizer):
             var_list = list(self.name_to_variable.values())
         with tf.init_scope():
             self._create_all_weights(list(var_list))
+
+    def create_slots(self, var_list: Optional[Iterable[tf.Variable]] = None) -> None:
+        """Same as `build(var_list)`."""
+        self.build(var_list)
+
+    @property
+    def learning_rate_schedule(self) -> Callable[[int], tf.Tensor]:
+        """The rate as a function of the step (the schedule, or a constant for a fixed rate)."""
+        rate = self._get_hyper("learning_rate")
+        if isinstance(rate, tf_keras.optimizers.schedules.LearningRateSchedule):
+            return rate
+        return lambda step: tf.convert_to_tensor(rate, tf.float32)
 
     def slot_variables_by_checkpoint_name(
         self, name_to_variable: Optional[Mapping[str, tf.Variable]] = None

@@ -253,6 +253,13 @@ def test_build_slots_and_names():
         assert slot.shape == owner.shape and not slot.trainable
         assert np.all(slot.numpy() == 0)
     assert int(opt.iterations.numpy()) == 0
+    assert opt.learning_rate_schedule.get_config()["num_train_steps"] == 10
+    assert float(opt.learning_rate_schedule(1)) == pytest.approx(1e-3 * 0.9)
+    assert float(optimization.AdamWeightDecay(0.25).learning_rate_schedule(7)) == 0.25
+    # create_slots is build under another name: nothing new is created.
+    count = len(opt.variables())
+    opt.create_slots(list(name_to_var.values()))
+    assert len(opt.variables()) == count == 1 + 2 * len(name_to_var)
     # Slot values can be assigned (restored) before the first step and are then used.
     slots["output_bias/adam_m"].assign([1.0, 1.0])
     opt.apply_gradients([(tf.zeros([2]), name_to_var["output_bias"])])
