@@ -97,10 +97,14 @@ class _ChunkCache(object):
       return self._to_ids(self._tokenize(text))
     chunks = text.split(" ")
     pieces = list(map(self._cache.get, chunks))
-    if None in pieces:
-      for i, chunk in enumerate(chunks):
-        if pieces[i] is None:
-          pieces[i] = self._lookup_miss(chunk)
+    # Fill the misses; list.index finds them at C speed.
+    try:
+      i = pieces.index(None)
+      while True:
+        pieces[i] = self._lookup_miss(chunks[i])
+        i = pieces.index(None, i + 1)
+    except ValueError:
+      pass
     return list(itertools.chain.from_iterable(pieces))
 
   def _lookup_miss(self, chunk: str) -> List[int]:
@@ -239,9 +243,15 @@ def _length_delimited(tag: bytes, payload: bytes) -> bytes:
 def _int64_feature(key: bytes, values: Sequence[int]) -> bytes:
   """One `features.feature` map entry: key -> Feature{int64_list{value: values (packed)}}."""
   try:
-    payload = b"".join(map(_VARINTS.__getitem__, values))
-  except KeyError:  # a negative or large value
-    payload = b"".join(map(_varint, values))
+    # Ints in 0..127 are one-byte varints equal to themselves (masks, segment ids, labels).
+    payload = bytes(values)
+    if not payload.isascii():
+      raise ValueError("a value above 127")
+  except ValueError:
+    try:
+      payload = b"".join(map(_VARINTS.__getitem__, values))
+    except KeyError:  # a negative or large value
+      payload = b"".join(map(_varint, values))
   feature = _length_delimited(b"\x1a", _length_delimited(b"\x0a", payload))
   return _length_delimited(b"\x0a", _length_delimited(b"\x0a", key) +
                            _length_delimited(b"\x12", feature))
