@@ -42,11 +42,6 @@ class InputExample(object):
     return ("InputExample(guid=%r, text_a=%r, text_b=%r, label=%r, source=%r)" %
             (self.guid, self.text_a, self.text_b, self.label, self.source))
 
-  def __eq__(self, other) -> bool:
-    return (isinstance(other, InputExample) and
-            (self.guid, self.text_a, self.text_b, self.label) ==
-            (other.guid, other.text_a, other.text_b, other.label))
-
 
 class PaddingInputExample(object):
   """Marker for a fake example that pads eval/predict sets to a whole number of batches.
