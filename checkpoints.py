@@ -121,15 +121,18 @@ def _cross_replica(variable: tf.Variable):
         yield
 
 
-def _assign_from_reader(reader, name_to_variable: Mapping[str, tf.Variable],
-                        names: Iterable[str]) -> None:
-    """Assigns one tensor at a time, so at most one checkpoint value is alive besides the
-    variables themselves."""
+def _assign_from_checkpoint(path: str, dtypes: Mapping[str, tf.DType],
+                            name_to_variable: Mapping[str, tf.Variable],
+                            names: Iterable[str]) -> None:
+    """Assigns one tensor at a time, read by RestoreV2 straight into a tensor (no numpy copy),
+    so at most one checkpoint value is alive besides the variables themselves."""
     for name in names:
         variable = name_to_variable[name]
-        value = reader.get_tensor(name)
-        if value.dtype != variable.dtype.as_numpy_dtype:
-            value = value.astype(variable.dtype.as_numpy_dtype)
+        with tf.device("/cpu:0"):
+            value = tf.raw_ops.RestoreV2(prefix=path, tensor_names=[name], shape_and_slices=[""],
+                                         dtypes=[dtypes[name]])[0]
+        if value.dtype != variable.dtype:
+            value = tf.cast(value, variable.dtype)
         with _cross_replica(variable):
             variable.assign(value)
         del value
@@ -174,7 +177,7 @@ def init_from_checkpoint(name_to_variable: Mapping[str, tf.Variable],
                          % (path, len(missing), ", ".join(missing)))
     present = [n for n in name_to_variable if n in shapes]
     _check_shapes(path, shapes, name_to_variable, present)
-    _assign_from_reader(reader, name_to_variable, present)
+    _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable, present)
     initialized = set(present)
     _log_variables(name_to_variable, initialized)
     return initialized
@@ -191,7 +194,8 @@ def restore_checkpoint(checkpoint_path: str, name_to_variable: Mapping[str, tf.V
         raise ValueError("checkpoint %s lacks %d variable(s) needed to resume: %s"
                          % (path, len(missing), ", ".join(missing)))
     _check_shapes(path, shapes, name_to_variable, name_to_variable.keys())
-    _assign_from_reader(reader, name_to_variable, name_to_variable.keys())
+    _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable,
+                            name_to_variable.keys())
     return path
 
 

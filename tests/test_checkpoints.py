@@ -292,3 +292,32 @@ def test_write_checkpoint_accepts_numpy(tmp_path):
     assert checkpoints.checkpoint_global_step(prefix) == 9
     with pytest.raises(ValueError):
         checkpoints.write_checkpoint(str(tmp_path / "empty.ckpt"), {})
+
+
+def _anon_rss_mib():
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed heap to the OS before measuring
+    except OSError:
+        pytest.skip("needs glibc")
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    pytest.skip("needs /proc/self/status")
+
+
+def test_loading_keeps_no_second_copy(tmp_path):
+    config = _config(vocab_size=2000, hidden_size=512, num_hidden_layers=4,
+                     num_attention_heads=8, intermediate_size=2048)
+    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(config))
+    size_mib = sum(int(np.prod(v.shape)) for v in names.values()) * 4 / 2 ** 20
+    prefix = checkpoints.write_checkpoint(str(tmp_path / "big.ckpt"), names)
+    checkpoints.init_from_checkpoint(names, prefix)  # warm-up: op kernels, caches
+    before = _anon_rss_mib()
+    checkpoints.init_from_checkpoint(names, prefix)
+    checkpoints.restore_checkpoint(prefix, names)
+    checkpoints.write_checkpoint(str(tmp_path / "again.ckpt"), names)
+    grown = _anon_rss_mib() - before
+    assert size_mib > 50
+    assert grown < 0.4 * size_mib, (grown, size_mib)
