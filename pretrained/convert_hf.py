@@ -277,6 +277,8 @@ def output_files() -> List[str]:
 def is_up_to_date(hf_dir: str, output_dir: str) -> bool:
     """True when output_dir holds a complete conversion of hf_dir as it is now."""
     info_path = os.path.join(output_dir, INFO_NAME)
+    if not os.path.isdir(hf_dir):
+        return False
     if not all(os.path.exists(os.path.join(output_dir, f)) for f in output_files()):
         return False
     try:
