@@ -12,6 +12,7 @@ an ASCII space (cleanup and CJK spacing act per character, then text is split on
 whitespace and every later step acts per token). `file_based_convert_examples_to_features`
 also spreads the work over processes. Both paths write the same records as the original.
 """
+import gc
 import itertools
 import multiprocessing
 import os
@@ -358,13 +359,19 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
         tasks = [(start, list(examples[start:start + _CHUNK_SIZE]))
                  for start in range(head, total, _CHUNK_SIZE)]
         _WORKER_CONVERTER = converter
+        # Objects that exist before the fork go to the collector's permanent generation:
+        # otherwise each worker's garbage collections walk (and so copy, page by page) the
+        # whole inherited heap, which made a 100k-example run 3x slower than one process.
+        gc.freeze()
         try:
           with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+            gc.unfreeze()
             for (start, _), records in zip(tasks, pool.imap(_worker_serialize, tasks)):
               for i, record in enumerate(records):
                 write(start + i, record)
               progress.update(start + len(records))
         finally:
+          gc.unfreeze()
           _WORKER_CONVERTER = None
     tf.io.gfile.rename(temp_file, output_file, overwrite=True)
   except BaseException:
