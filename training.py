@@ -461,7 +461,7 @@ def write_eval_results(path: str, results: Dict[str, object]) -> None:
     lines = []
     for key in sorted(results):
         logging.info("  %s = %s", key, str(results[key]))
-        lines.append(f"{key} = {results[key]}\n")
+        lines.append("%s = %s\n" % (key, str(results[key])))
     _write_atomically(path, "".join(lines))
 
 
