@@ -230,9 +230,38 @@ class TrainConfig:
     progress_bar: Optional[bool] = None
 
 
-def _dense(grad):
-    """Embedding gradients arrive as IndexedSlices; the original's update is dense."""
-    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.AdamWeightDecay,
+                    strategy: tf.distribute.Strategy, num_labels: int, global_batch_size: int):
+    """The compiled host call of the training loop: `loop(iterator, num_steps)` runs num_steps
+    training steps on the device(s) and returns (mean loss, last step's loss), float32 scalars.
+
+    Each step: forward with dropout, the original's loss (mean over the global batch), the
+    gradients summed over replicas, clipped at global norm 1.0, AdamWeightDecay applied.
+    """
+    trainable = [v for v in model.trainable_variables]
+
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                           training=True)
+            per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
+            # Each replica's share of the global mean, so the cross-replica sum is the mean.
+            loss = tf.reduce_sum(per_example_loss) / global_batch_size
+        grads = tape.gradient(loss, trainable)
+        optimization.all_reduce_clip_and_apply(optimizer, grads, trainable, clip_norm=1.0)
+        return loss
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+        total = tf.constant(0.0)
+        last = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            last = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                   strategy.run(step_fn, args=(next(iterator),)), axis=None)
+            total += last
+        return total / tf.cast(num_steps, tf.float32), last
+
+    return train_loop
 
 
 def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
@@ -276,32 +305,7 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
         cfg.train_file, cfg.max_seq_length, cfg.train_batch_size, is_training=True,
         drop_remainder=True, shuffle_buffer_size=cfg.shuffle_buffer_size, seed=cfg.seed))
     iterator = iter(dataset)
-    trainable = list(name_to_variable.values())
-    global_batch = cfg.train_batch_size
-
-    def step_fn(batch):
-        with tf.GradientTape() as tape:
-            logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                           training=True)
-            per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
-            # Each replica's share of the global mean, so the cross-replica sum is the mean.
-            loss = tf.reduce_sum(per_example_loss) / global_batch
-        grads = [_dense(g) for g in tape.gradient(loss, trainable)]
-        grads = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, grads)
-        grads, _ = tf.clip_by_global_norm(grads, clip_norm=1.0)
-        optimizer.apply_gradients(zip(grads, trainable), experimental_aggregate_gradients=False)
-        return loss
-
-    @tf.function
-    def train_loop(it, num_steps):
-        total = tf.constant(0.0)
-        last = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            last = strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                   strategy.run(step_fn, args=(next(it),)), axis=None)
-            total += last
-        return total / tf.cast(num_steps, tf.float32), last
+    train_loop = make_train_loop(model, optimizer, strategy, num_labels, cfg.train_batch_size)
 
     writer = tf.summary.create_file_writer(cfg.output_dir) if chief else None
     save_dir = cfg.output_dir if chief else tempfile.mkdtemp(prefix="worker_ckpt_")
