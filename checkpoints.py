@@ -150,8 +150,10 @@ def _check_shapes(checkpoint_path: str, shapes: Mapping[str, List[int]],
                 % (name, checkpoint_path, have, want))
 
 
-def _log_variables(name_to_variable: Mapping[str, tf.Variable], initialized: Set[str]) -> None:
-    """The original's block: every variable, the ones read from the checkpoint marked."""
+def log_trainable_variables(name_to_variable: Mapping[str, tf.Variable],
+                            initialized: Set[str] = frozenset()) -> None:
+    """The original's block: every variable, the ones read from the checkpoint marked
+    `*INIT_FROM_CKPT*` (none when training starts from random weights)."""
     logging.info("**** Trainable Variables ****")
     for name, variable in name_to_variable.items():
         init_string = ", *INIT_FROM_CKPT*" if name in initialized else ""
@@ -179,7 +181,7 @@ def init_from_checkpoint(name_to_variable: Mapping[str, tf.Variable],
     _check_shapes(path, shapes, name_to_variable, present)
     _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable, present)
     initialized = set(present)
-    _log_variables(name_to_variable, initialized)
+    log_trainable_variables(name_to_variable, initialized)
     return initialized
 
 

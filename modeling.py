@@ -537,7 +537,10 @@ class BertClassifier(tf_keras.Model):
         self.num_labels = num_labels
         self.bert = BertModel(config, name="bert")
         self.config = self.bert.config
-        self.dropout = tf_keras.layers.Dropout(CLASSIFIER_DROPOUT_RATE)
+        # The original hard-codes 0.1; a config may set `classifier_dropout_prob` (e.g. 0 for
+        # exactly reproducible multi-replica comparisons).
+        self.dropout = tf_keras.layers.Dropout(
+            getattr(self.config, "classifier_dropout_prob", CLASSIFIER_DROPOUT_RATE))
 
     def build(self, input_shape=None):
         _build_child(self.bert)

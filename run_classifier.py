@@ -79,8 +79,8 @@ def main(_):
     if chief:
         tf.io.gfile.makedirs(FLAGS.output_dir)
     replicas = strategy.num_replicas_in_sync
-    logging.info("Distribution: %s with %d replica(s) in sync", type(strategy).__name__,
-                 replicas)
+    logging.info("Distribution: %s with %d replica(s) in sync",
+                 training.strategy_name(strategy), replicas)
 
     tokenizer = tokenization.FullTokenizer(
         vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)

@@ -111,6 +111,17 @@ def create_strategy(distribution_strategy: str = "one_device", use_tpu: bool = F
                      "mirrored or multi_worker_mirrored")
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The public class name of a strategy (TF's own classes are private subclasses)."""
+    for cls, name in ((tf.distribute.TPUStrategy, "TPUStrategy"),
+                      (tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+                      (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+                      (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy")):
+        if isinstance(strategy, cls):
+            return name
+    return type(strategy).__name__
+
+
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
@@ -190,23 +201,13 @@ def build_classifier(bert_config: modeling.BertConfig, num_labels: int,
     return model
 
 
-def log_trainable_variables(name_to_variable: Dict[str, tf.Variable],
-                            initialized: Sequence[str] = ()) -> None:
-    """The original's "**** Trainable Variables ****" block."""
-    initialized = set(initialized)
-    logging.info("**** Trainable Variables ****")
-    for name, var in name_to_variable.items():
-        suffix = ", *INIT_FROM_CKPT*" if name in initialized else ""
-        logging.info("  name = %s, shape = %s%s", name, tuple(var.shape), suffix)
-
-
 def initialize_model(name_to_variable: Dict[str, tf.Variable],
                      init_checkpoint: Optional[str]) -> None:
     """Loads what `init_checkpoint` holds into the model (the original's init_from_checkpoint)."""
     if init_checkpoint:
         checkpoints.init_from_checkpoint(name_to_variable, init_checkpoint)
     else:
-        log_trainable_variables(name_to_variable)
+        checkpoints.log_trainable_variables(name_to_variable)
 
 
 @dataclasses.dataclass

@@ -144,6 +144,20 @@ def test_dropout_only_in_training():
     assert np.abs(a - c).max() > 1e-4 and np.abs(c - d).max() > 1e-4
 
 
+def test_classifier_dropout_prob_config():
+    """The head's dropout is the original's 0.1 unless the config sets classifier_dropout_prob."""
+    no_dropout = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    ids, mask, type_ids = _random_inputs()
+    default = modeling.BertClassifier(modeling.BertConfig(**no_dropout), num_labels=3)
+    assert default.dropout.rate == 0.1
+    off = modeling.BertClassifier(
+        modeling.BertConfig.from_dict(dict(no_dropout, classifier_dropout_prob=0.0)), 3)
+    np.testing.assert_array_equal(off(ids, mask, type_ids, training=True).numpy(),
+                                  off(ids, mask, type_ids, training=False).numpy())
+    c = default(ids, mask, type_ids, training=True).numpy()
+    assert np.abs(c - default(ids, mask, type_ids, training=False).numpy()).max() > 1e-6
+
+
 def test_initialization():
     config = modeling.BertConfig(**dict(TINY, hidden_size=64, initializer_range=0.05))
     model = modeling.BertClassifier(config, num_labels=4)
