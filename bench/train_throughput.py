@@ -1,0 +1,565 @@
+"""Training and inference speed and peak memory: this project's loop vs two BERT peers.
+
+Frameworks (each in its own worker subprocess, so threads never fight and peak RSS is
+per framework, shape and mode):
+  * ours:     the project's real path. `training.build_classifier` +
+              `optimization.create_optimizer` + `training.make_train_loop`, fed by
+              `training.input_fn` (tf.data over a real .tf_record written with the project's
+              record spec) through `strategy.distribute_datasets_from_function`, running
+              `--steps` steps per host call (run_classifier's iterations_per_loop). Inference:
+              predict()'s step (`strategy.run` of model + softmax under tf.function, one
+              host call per batch, `.numpy()` per batch) over the same input pipeline.
+  * hf:       Hugging Face transformers `BertForSequenceClassification` on PyTorch (CPU),
+              torch.optim.AdamW, clip_grad_norm_(1.0), one Python step per batch; inference
+              under torch.inference_mode().
+  * official: tf-models-official `models.BertClassifier(networks.BertEncoder)` with a
+              tf.function train step (official.nlp.optimization AdamWeightDecay, which clips
+              at global norm 1.0 itself) and a tf.function inference step.
+Variants of ours (`--variants ours_xla,ours_noonednn`, run in `--variant_modes`) are
+prototypes of speed fixes, shown as extra columns; see VARIANTS.
+
+All use random weights of the same shapes, random token ids, 2 labels, dropout 0.1,
+tanh-GELU, type_vocab_size 2, seq 128, train batch 32, inference batch 64. The peers get
+pre-built in-memory batches (no input pipeline cost); ours reads its .tf_record.
+
+Per shape and mode the three workers are started one after another (build, trace/compile
+and `--warmup` steps, reported separately), then each repeat runs them in turn, rotating the
+order (A B C, B C A, C A B, ...); idle workers block on stdin and use no CPU. Reported: the
+median examples/s over repeats, the per-repeat ratios ours/peer, and each worker's peak RSS
+(ru_maxrss, which includes the framework's import and the first call).
+
+  .venv-bench/bin/python bench/train_throughput.py                     # default, ~15 min on 2 cores
+  .venv-bench/bin/python bench/train_throughput.py --shapes minilm --repeats 5 \
+      --steps minilm.train=8,minilm.infer=8
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROTO = "@@BENCH "
+
+SHAPES = {
+    # name: (layers, hidden, heads, intermediate)
+    "minilm": (6, 384, 12, 1536),
+    "base": (12, 768, 12, 3072),
+}
+VOCAB_SIZE = 30522
+SEQ_LENGTH = 128
+TRAIN_BATCH = 32
+INFER_BATCH = 64
+NUM_LABELS = 2
+DEFAULT_STEPS = {
+    "minilm.train": 3, "minilm.infer": 3,
+    "base.train": 1, "base.infer": 1,
+}
+# Untimed steps after the first call (which traces and runs 1 step); BERT-base steps are slow.
+DEFAULT_WARMUP = {"minilm": 1, "base": 0}
+PEERS = ("hf", "official")
+# Variants of "ours" (prototypes of possible fixes): extra env vars and options.
+VARIANTS = {
+    "ours": ({}, {}),
+    # oneDNN off: TF's plain Eigen kernels instead of the oneDNN graph rewrites.
+    "ours_noonednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    # XLA-compiled host call (train loop / predict step).
+    "ours_xla": ({}, {"jit_compile": True}),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+# ---------------------------------------------------------------------------------------------
+def _emit(obj):
+    sys.stdout.write(PROTO + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _random_batches(rng, batch, count):
+    """`count` random batches as numpy: ids [batch, S] int32 (pads at the end), labels [batch]."""
+    out = []
+    for _ in range(count):
+        lengths = rng.integers(SEQ_LENGTH // 2, SEQ_LENGTH + 1, size=batch)
+        mask = (np.arange(SEQ_LENGTH)[None, :] < lengths[:, None]).astype(np.int32)
+        ids = rng.integers(1000, VOCAB_SIZE, size=(batch, SEQ_LENGTH)).astype(np.int32) * mask
+        ids[:, 0] = 101
+        segments = ((np.arange(SEQ_LENGTH)[None, :] >= (lengths // 2)[:, None]) * mask).astype(np.int32)
+        labels = rng.integers(0, NUM_LABELS, size=batch).astype(np.int32)
+        out.append((ids, mask, segments, labels))
+    return out
+
+
+def _tf_threads():
+    import tensorflow as tf
+    return (tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads())
+
+
+def setup_ours(shape, mode, workdir, options):
+    """The project's path; returns run(n) that runs n steps/batches and syncs."""
+    sys.path.insert(0, REPO_ROOT)
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+    import checkpoints
+    import features
+    import modeling
+    import optimization
+    import training
+
+    layers, hidden, heads, inter = SHAPES[shape]
+    config = modeling.BertConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=inter, hidden_act="gelu",
+        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512, type_vocab_size=2)
+    # A real .tf_record in the project's format (features.name_to_features is its spec).
+    record = os.path.join(workdir, f"ours_{shape}_{mode}.tf_record")
+    spec = features.name_to_features(SEQ_LENGTH)
+    rng = np.random.default_rng(1)
+    num_records = 1024
+    with tf.io.TFRecordWriter(record) as writer:
+        for ids, mask, segments, labels in _random_batches(rng, 64, num_records // 64):
+            for i in range(64):
+                values = {"input_ids": ids[i], "input_mask": mask[i], "segment_ids": segments[i],
+                          "label_ids": [labels[i]], "is_real_example": [1]}
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    name: tf.train.Feature(int64_list=tf.train.Int64List(
+                        value=[int(x) for x in values[name]])) for name in spec}))
+                writer.write(example.SerializeToString())
+
+    strategy = training.create_strategy("one_device")
+    tf.random.set_seed(0)
+    model = training.build_classifier(config, NUM_LABELS, strategy)
+    jit = bool(options.get("jit_compile"))
+
+    if mode == "train":
+        name_to_variable = checkpoints.variables_by_checkpoint_name(model)
+        with strategy.scope():
+            optimizer = optimization.create_optimizer(
+                2e-5, 100000, 10000, name_to_variable=name_to_variable)
+            optimizer.create_slots(list(name_to_variable.values()))
+        dataset = strategy.distribute_datasets_from_function(training.input_fn(
+            record, SEQ_LENGTH, TRAIN_BATCH, is_training=True, drop_remainder=True, seed=0))
+        iterator = iter(dataset)
+        if jit:
+            loop = _xla_train_loop(tf, modeling, optimization, model, optimizer, strategy)
+        else:
+            loop = training.make_train_loop(model, optimizer, strategy, NUM_LABELS, TRAIN_BATCH)
+
+        def run(n):
+            mean_loss, last_loss = loop(iterator, tf.constant(n, tf.int32))
+            value = float(last_loss)  # what train() reads back after each host call
+            if not np.isfinite(value):
+                raise FloatingPointError(value)
+            return n * TRAIN_BATCH
+        return run
+
+    # predict()'s step, as training.predict builds it.
+    def predict_step(batch):
+        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                       training=False)
+        return tf.nn.softmax(logits, axis=-1)
+
+    @tf.function(jit_compile=jit or None)
+    def run_step(batch):
+        return strategy.run(predict_step, args=(batch,))
+
+    dataset = training._distributed_batches(strategy, record, SEQ_LENGTH, INFER_BATCH,
+                                            drop_remainder=False)
+
+    def run(n):
+        chunks = []
+        # A fresh pass over the file per call, as predict() does for its file.
+        for i, batch in enumerate(dataset):
+            if i == n:
+                break
+            for local in strategy.experimental_local_results(run_step(batch)):
+                chunks.append(local.numpy())
+        if len(chunks) != n:
+            raise RuntimeError(f"record too short for {n} batches")
+        return n * INFER_BATCH
+    return run
+
+
+def _xla_train_loop(tf, modeling, optimization, model, optimizer, strategy):
+    """Prototype: training.make_train_loop with its per-replica step XLA-compiled
+    (`tf.function(step_fn, jit_compile=True)`); the host loop, the iterator and the
+    cross-replica reduction stay as they are (iterator ops cannot be compiled)."""
+    trainable = list(model.trainable_variables)
+
+    @tf.function(jit_compile=True)
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                           training=True)
+            per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], NUM_LABELS)
+            loss = tf.reduce_sum(per_example_loss) / TRAIN_BATCH
+        grads = tape.gradient(loss, trainable)
+        optimization.all_reduce_clip_and_apply(optimizer, grads, trainable, clip_norm=1.0)
+        return loss
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+        total = tf.constant(0.0)
+        last = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            last = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                   strategy.run(step_fn, args=(next(iterator),)), axis=None)
+            total += last
+        return total / tf.cast(num_steps, tf.float32), last
+
+    return train_loop
+
+
+def setup_hf(shape, mode, workdir, options):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    layers, hidden, heads, inter = SHAPES[shape]
+    config = BertConfig(
+        vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=inter, hidden_act="gelu_pytorch_tanh",
+        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512, type_vocab_size=2, num_labels=NUM_LABELS)
+    model = BertForSequenceClassification(config)
+    rng = np.random.default_rng(2)
+    batch = TRAIN_BATCH if mode == "train" else INFER_BATCH
+    batches = [tuple(torch.from_numpy(a.astype(np.int64)) for a in b)
+               for b in _random_batches(rng, batch, 8)]
+    state = {"i": 0}
+
+    def next_batch():
+        b = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        return b
+
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01, eps=1e-6)
+
+        def run(n):
+            for _ in range(n):
+                ids, mask, segments, labels = next_batch()
+                out = model(input_ids=ids, attention_mask=mask, token_type_ids=segments,
+                            labels=labels)
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                value = out.loss.item()
+                if not np.isfinite(value):
+                    raise FloatingPointError(value)
+            return n * TRAIN_BATCH
+        return run
+
+    model.eval()
+
+    def run(n):
+        with torch.inference_mode():
+            for _ in range(n):
+                ids, mask, segments, _ = next_batch()
+                logits = model(input_ids=ids, attention_mask=mask,
+                               token_type_ids=segments).logits
+                torch.softmax(logits, dim=-1).numpy()
+        return n * INFER_BATCH
+    return run
+
+
+def setup_official(shape, mode, workdir, options):
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+    import tf_keras
+    from official.nlp import optimization as official_optimization
+    from official.nlp.modeling import models, networks
+
+    tf.random.set_seed(0)
+    layers, hidden, heads, inter = SHAPES[shape]
+    encoder = networks.BertEncoder(
+        vocab_size=VOCAB_SIZE, hidden_size=hidden, num_layers=layers,
+        num_attention_heads=heads, inner_dim=inter,
+        inner_activation=lambda x: tf.nn.gelu(x, approximate=True),
+        max_sequence_length=512, type_vocab_size=2, dropout_rate=0.1,
+        attention_dropout_rate=0.1)
+    model = models.BertClassifier(encoder, num_classes=NUM_LABELS, dropout_rate=0.1)
+    rng = np.random.default_rng(3)
+    batch = TRAIN_BATCH if mode == "train" else INFER_BATCH
+    batches = [({"input_word_ids": tf.constant(ids), "input_mask": tf.constant(mask),
+                 "input_type_ids": tf.constant(segments)}, tf.constant(labels))
+               for ids, mask, segments, labels in _random_batches(rng, batch, 8)]
+    model(batches[0][0], training=False)
+    state = {"i": 0}
+
+    def next_batch():
+        b = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        return b
+
+    if mode == "train":
+        optimizer = official_optimization.create_optimizer(2e-5, 100000, 10000)
+        loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function
+        def train_step(inputs, labels):
+            with tf.GradientTape() as tape:
+                logits = model(inputs, training=True)
+                loss = loss_fn(labels, logits)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))  # clips at 1.0
+            return loss
+
+        def run(n):
+            for _ in range(n):
+                value = float(train_step(*next_batch()))
+                if not np.isfinite(value):
+                    raise FloatingPointError(value)
+            return n * TRAIN_BATCH
+        return run
+
+    @tf.function
+    def infer_step(inputs):
+        return tf.nn.softmax(model(inputs, training=False), axis=-1)
+
+    def run(n):
+        for _ in range(n):
+            infer_step(next_batch()[0]).numpy()
+        return n * INFER_BATCH
+    return run
+
+
+def worker_main(args):
+    framework = args.worker
+    base = "ours" if framework.startswith("ours") else framework
+    _, options = VARIANTS.get(framework, ({}, {}))
+    t0 = time.perf_counter()
+    setup = {"ours": setup_ours, "hf": setup_hf, "official": setup_official}[base]
+    run = setup(args.shape, args.mode, args.workdir, options)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(1)  # traces / compiles
+    first_call_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if int(args.warmup):
+        run(int(args.warmup))
+    warmup_s = time.perf_counter() - t0
+    threads = {}
+    if base == "hf":
+        import torch
+        threads = {"torch_threads": torch.get_num_threads(),
+                   "torch_interop_threads": torch.get_num_interop_threads()}
+    else:
+        threads = dict(zip(("tf_intra_op", "tf_inter_op"), _tf_threads()))
+    _emit({"ready": True, "build_s": build_s, "first_call_s": first_call_s,
+           "warmup_s": warmup_s, "threads": threads, "pid": os.getpid()})
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "run":
+            n = int(cmd[1])
+            t0 = time.perf_counter()
+            examples = run(n)
+            seconds = time.perf_counter() - t0
+            _emit({"examples": examples, "seconds": seconds})
+        elif cmd[0] == "quit":
+            _emit({"peak_rss_mb": _peak_rss_mb()})
+            return
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent side
+# ---------------------------------------------------------------------------------------------
+class Worker:
+    """A framework's worker process, driven line by line over stdin/stdout."""
+
+    def __init__(self, framework, shape, mode, warmup, args, workdir):
+        self.framework = framework
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env["TF_USE_LEGACY_KERAS"] = "1"
+        env.update(VARIANTS.get(framework, ({}, {}))[0])
+        self.log = open(os.path.join(workdir, f"{framework}_{shape}_{mode}.stderr"), "w")
+        self.log_path = self.log.name
+        python = args.ours_python if framework.startswith("ours") and args.ours_python \
+            else sys.executable
+        self.proc = subprocess.Popen(
+            [python, os.path.abspath(__file__), "--worker", framework, "--shape", shape,
+             "--mode", mode, "--workdir", workdir, "--warmup", str(warmup)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            env=env, cwd=REPO_ROOT)
+
+    def read(self):
+        for line in self.proc.stdout:
+            if line.startswith(PROTO):
+                return json.loads(line[len(PROTO):])
+        self.proc.wait()
+        with open(self.log_path) as f:
+            tail = f.read()[-3000:]
+        raise RuntimeError(f"worker {self.framework} exited with {self.proc.returncode}:\n{tail}")
+
+    def send(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        self.send("quit")
+        result = self.read()
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+        self.log.close()
+        return result
+
+
+def parse_steps(text):
+    steps = dict(DEFAULT_STEPS)
+    if not text:
+        return steps
+    if text.isdigit():
+        return {k: int(text) for k in steps}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() not in steps or not value.strip().isdigit():
+            raise SystemExit(f"--steps: bad entry {item!r}; expected e.g. minilm.train=4 "
+                             f"(keys: {', '.join(steps)}) or one integer")
+        steps[key.strip()] = int(value)
+    return steps
+
+
+def run_benchmark(args):
+    base_frameworks = args.frameworks.split(",")
+    variants = [v for v in args.variants.split(",") if v]
+    variant_modes = args.variant_modes.split(",")
+    shapes = args.shapes.split(",")
+    modes = args.modes.split(",")
+    steps = parse_steps(args.steps)
+    warmups = {shape: (int(args.warmup) if args.warmup else DEFAULT_WARMUP[shape])
+               for shape in SHAPES}
+    for name in shapes:
+        if name not in SHAPES:
+            raise SystemExit(f"--shapes: unknown shape {name!r}; expected {', '.join(SHAPES)}")
+    for name in base_frameworks + variants:
+        if name not in VARIANTS and name not in PEERS:
+            raise SystemExit(f"--frameworks: unknown {name!r}; expected ours, hf, official or "
+                             f"one of {', '.join(VARIANTS)}")
+    rows = []
+    workdir = tempfile.mkdtemp(prefix="bench_train_")
+    print(f"frameworks {base_frameworks}, variants {variants} ({args.variant_modes}), "
+          f"shapes {shapes}, modes {modes}, repeats {args.repeats}, steps {steps}, warmup {warmups}, python {sys.executable}, workdir {workdir}",
+          flush=True)
+    started = time.perf_counter()
+    for shape in shapes:
+        for mode in modes:
+            n = steps[f"{shape}.{mode}"]
+            frameworks = base_frameworks + (variants if mode in variant_modes else [])
+            workers, ready = {}, {}
+            try:
+                for fw in frameworks:  # one at a time, so builds and traces don't overlap
+                    workers[fw] = Worker(fw, shape, mode, warmups[shape], args, workdir)
+                    ready[fw] = workers[fw].read()
+                    r = ready[fw]
+                    print(f"[{shape} {mode}] {fw:14s} build {r['build_s']:.1f}s, first call "
+                          f"(trace/compile + 1 step) {r['first_call_s']:.1f}s, warm-up "
+                          f"{warmups[shape]} step(s) {r['warmup_s']:.1f}s, threads {r['threads']}",
+                          flush=True)
+                rates = {fw: [] for fw in frameworks}
+                for rep in range(args.repeats):
+                    order = frameworks[rep % len(frameworks):] + frameworks[:rep % len(frameworks)]
+                    for fw in order:
+                        workers[fw].send(f"run {n}")
+                        res = workers[fw].read()
+                        rates[fw].append(res["examples"] / res["seconds"])
+                    line = ", ".join(f"{fw} {rates[fw][-1]:.2f}" for fw in frameworks)
+                    ratios = ", ".join(
+                        f"{fw}/{peer} {rates[fw][-1] / rates[peer][-1]:.2f}"
+                        for fw in frameworks if fw.startswith("ours")
+                        for peer in frameworks if peer in PEERS)
+                    print(f"[{shape} {mode}] repeat {rep + 1} (order {' '.join(order)}): ex/s "
+                          f"{line}; {ratios}", flush=True)
+                rss = {fw: workers[fw].close()["peak_rss_mb"] for fw in frameworks}
+            finally:
+                for w in workers.values():
+                    if w.proc.poll() is None:
+                        w.proc.kill()
+            rows.append({"shape": shape, "mode": mode, "steps": n, "frameworks": frameworks,
+                         "median": {fw: statistics.median(rates[fw]) for fw in frameworks},
+                         "rates": rates, "rss": rss,
+                         "first_call_s": {fw: ready[fw]["first_call_s"] for fw in frameworks}})
+    elapsed = time.perf_counter() - started
+    print_table(rows, base_frameworks + variants)
+    print(f"total wall time {elapsed / 60:.1f} min")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "args": vars(args), "wall_s": elapsed}, f, indent=1)
+
+
+def print_table(rows, frameworks):
+    peers = [fw for fw in frameworks if fw in PEERS]
+    ours = [fw for fw in frameworks if fw.startswith("ours")]
+    head = ["shape", "mode", "steps"] + [f"{fw} ex/s" for fw in frameworks]
+    head += [f"{fw} / fastest peer" for fw in ours] if peers else []
+    head += [f"{fw} RSS MB" for fw in frameworks]
+    head += [f"{fw} 1st call s" for fw in frameworks]
+    print()
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        cells = [row["shape"], row["mode"], str(row["steps"])]
+        has = row["median"]
+        cells += [f"{has[fw]:.2f}" if fw in has else "-" for fw in frameworks]
+        if peers:
+            best = max(has[p] for p in peers)
+            cells += [f"{has[fw] / best:.2f}x" if fw in has else "-" for fw in ours]
+        cells += [f"{row['rss'][fw]:.0f}" if fw in has else "-" for fw in frameworks]
+        cells += [f"{row['first_call_s'][fw]:.1f}" if fw in has else "-" for fw in frameworks]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", default="minilm,base",
+                        help=f"comma list of {', '.join(SHAPES)}")
+    parser.add_argument("--modes", default="train,infer", help="comma list of train, infer")
+    parser.add_argument("--frameworks", default="ours,hf,official",
+                        help="comma list of ours, hf, official and ours variants "
+                             f"({', '.join(VARIANTS)})")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", default="",
+                        help="timed steps (train) or batches (infer) per repeat: one integer, or "
+                             "SHAPE.MODE=N entries, defaults "
+                             + ",".join(f"{k}={v}" for k, v in DEFAULT_STEPS.items()))
+    parser.add_argument("--warmup", default="",
+                        help="untimed steps after the first (tracing + 1 step) call; default "
+                             + ",".join(f"{k}={v}" for k, v in DEFAULT_WARMUP.items()))
+    parser.add_argument("--variants", default="ours_xla",
+                        help="ours variants added as extra columns (" + ", ".join(
+                            v for v in VARIANTS if v != "ours") + "); '' for none")
+    parser.add_argument("--variant_modes", default="infer",
+                        help="modes in which --variants run (comma list of train, infer)")
+    parser.add_argument("--ours_python", default="",
+                        help="interpreter for ours (default: this one)")
+    parser.add_argument("--json", default="", help="also write the results to this file")
+    # Worker mode (internal).
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker_main(args)
+    else:
+        run_benchmark(args)
+
+
+if __name__ == "__main__":
+    main()
