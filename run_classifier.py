@@ -91,6 +91,11 @@ def main(_):
     train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else None
     eval_examples = processor.get_dev_examples(FLAGS.data_dir) if FLAGS.do_eval else None
     predict_examples = processor.get_test_examples(FLAGS.data_dir) if FLAGS.do_predict else None
+    if predict_examples is not None:
+        # Test sets often have no labels; the original needs a dummy one (else KeyError).
+        for example in predict_examples:
+            if example.label is None:
+                example.label = label_list[0]
     for examples in (train_examples, eval_examples, predict_examples):
         if examples is not None:
             features.validate_labels(examples, label_list)

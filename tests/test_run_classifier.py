@@ -195,7 +195,9 @@ class PolarityProcessor(DataProcessor):
 
     def _examples(self, data_dir, name):
         path = data_dir + "/" + name + ".tsv"
-        return [InputExample(guid=f"{name}-{i}", text_a=row[1], label=row[0])
+        # The test set's labels are left out (None): run_classifier must not need them.
+        return [InputExample(guid=f"{name}-{i}", text_a=row[1],
+                             label=row[0] if name != "test" else None)
                 for i, row in enumerate(self._read_tsv(path))]
 
     def get_train_examples(self, data_dir):
