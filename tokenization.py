@@ -38,7 +38,7 @@ import collections
 import os
 import re
 import unicodedata
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 # Models whose casing the original checks (google-research/bert README download list).
 _LOWERCASED_MODELS = (
@@ -173,14 +173,7 @@ class FullTokenizer:
 
     def tokenize(self, text: Any) -> List[str]:
         """Returns the wordpiece tokens of `text` (str or UTF-8 bytes)."""
-        memo = self._word_memo
-        tokens: List[str] = []
-        for word in _clean_and_split(convert_to_unicode(text)):
-            pieces = memo.get(word)
-            if pieces is None:
-                pieces = self._tokenize_word(word)
-            tokens += pieces
-        return tokens
+        return _tokenize_memoised(text, self._word_memo, self._tokenize_word)
 
     def tokenize_reference(self, text: Any) -> List[str]:
         """`tokenize` computed literally, step by step, without any fast path (for tests)."""
@@ -190,14 +183,10 @@ class FullTokenizer:
         return tokens
 
     def _tokenize_word(self, word: str) -> Tuple[str, ...]:
-        """Wordpieces of one whitespace-free, already cleaned word (memoised)."""
+        """Wordpieces of one whitespace-free, already cleaned word."""
         wordpiece = self.wordpiece_tokenizer.tokenize_word
-        pieces = tuple(piece for token in self.basic_tokenizer.split_word(word)
-                       for piece in wordpiece(token))
-        if len(self._word_memo) >= _WORD_MEMO_LIMIT:
-            self._word_memo.clear()
-        self._word_memo[word] = pieces
-        return pieces
+        return tuple(piece for token in self.basic_tokenizer.split_word(word)
+                     for piece in wordpiece(token))
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> List[int]:
         """Tokens -> ids; KeyError for a token not in the vocabulary."""
@@ -217,17 +206,7 @@ class BasicTokenizer:
 
     def tokenize(self, text: Any) -> List[str]:
         """Returns the basic tokens of `text` (str or UTF-8 bytes)."""
-        memo = self._word_memo
-        tokens: List[str] = []
-        for word in _clean_and_split(convert_to_unicode(text)):
-            pieces = memo.get(word)
-            if pieces is None:
-                pieces = self.split_word(word)
-                if len(memo) >= _WORD_MEMO_LIMIT:
-                    memo.clear()
-                memo[word] = pieces
-            tokens += pieces
-        return tokens
+        return _tokenize_memoised(text, self._word_memo, self.split_word)
 
     def tokenize_reference(self, text: Any) -> List[str]:
         """`tokenize` computed literally with the per-character steps (the specification)."""
@@ -433,6 +412,23 @@ _CLEAN_TABLE = _CleanTable()
 # The ASCII characters `_is_punctuation` accepts: 33-47, 58-64, 91-96, 123-126.
 _ASCII_PUNCT = "[!-/:-@\\[-`{-~]"
 _ASCII_PUNCT_SPLIT_RE = re.compile("%s|[^!-/:-@\\[-`{-~]+" % _ASCII_PUNCT)
+
+
+def _tokenize_memoised(text: Any, memo: Dict[str, Tuple[str, ...]],
+                       split_word: Callable[[str], Tuple[str, ...]]) -> List[str]:
+    """Cleans and whitespace-splits `text`, then concatenates `split_word(word)` per word,
+    remembering each word's result in `memo` (cleared when it reaches _WORD_MEMO_LIMIT).
+    Exact because no step of the original looks across the whitespace between words."""
+    tokens: List[str] = []
+    for word in _clean_and_split(convert_to_unicode(text)):
+        pieces = memo.get(word)
+        if pieces is None:
+            pieces = tuple(split_word(word))
+            if len(memo) >= _WORD_MEMO_LIMIT:
+                memo.clear()
+            memo[word] = pieces
+        tokens += pieces
+    return tokens
 
 
 def _clean_and_split(text: str) -> List[str]:
