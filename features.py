@@ -27,6 +27,7 @@ from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tokenization  # noqa: E402
+from progress import ProgressBar  # noqa: E402
 from processors.base import InputExample, InputFeatures, PaddingInputExample  # noqa: E402
 
 # Examples per task handed to a worker process: large enough to amortise the pickling.
@@ -284,34 +285,6 @@ def _worker_serialize(task: Tuple[int, list]) -> List[bytes]:
   return [_serialize(convert(start + i, ex)) for i, ex in enumerate(chunk)]
 
 
-class _Progress(object):
-  """A one-line progress bar (count, %, rate, ETA) on stderr, only if stderr is a terminal."""
-
-  def __init__(self, total: int, stream=None):
-    self.stream = stream if stream is not None else sys.stderr
-    self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) and total > 0
-    self.total = total
-    self.start = time.monotonic()
-    self.last = 0.0
-
-  def update(self, done: int) -> None:
-    if not self.enabled:
-      return
-    now = time.monotonic()
-    if now - self.last < 0.2 and done < self.total:
-      return
-    self.last = now
-    elapsed = max(now - self.start, 1e-9)
-    rate = done / elapsed
-    eta = (self.total - done) / rate if rate > 0 else 0.0
-    self.stream.write("\r%d/%d examples %5.1f%% %8.0f ex/s ETA %d:%02d " %
-                      (done, self.total, 100.0 * done / self.total, rate,
-                       int(eta) // 60, int(eta) % 60))
-    if done >= self.total:
-      self.stream.write("\n")
-    self.stream.flush()
-
-
 def _default_num_workers(num_examples: int) -> int:
   cpus = os.cpu_count() or 1
   return max(1, min(cpus, num_examples // _MIN_EXAMPLES_PER_WORKER))
@@ -342,7 +315,7 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
   directory = os.path.dirname(output_file)
   temp_file = os.path.join(directory, ".%s.tmp-%s" % (os.path.basename(output_file),
                                                       uuid.uuid4().hex[:8]))
-  progress = _Progress(total)
+  progress = ProgressBar(total, os.path.basename(output_file), unit="ex")
   try:
     with tf.io.TFRecordWriter(temp_file) as writer:
       def write(ex_index: int, record: bytes) -> None:
@@ -354,7 +327,7 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
       head = min(total, _NUM_LOGGED_EXAMPLES) if num_workers > 1 else total
       for ex_index in range(head):
         write(ex_index, _serialize(converter.convert(ex_index, examples[ex_index])))
-        progress.update(ex_index + 1)
+        progress.update(1)
       if head < total:
         tasks = [(start, list(examples[start:start + _CHUNK_SIZE]))
                  for start in range(head, total, _CHUNK_SIZE)]
@@ -369,10 +342,11 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
             for (start, _), records in zip(tasks, pool.imap(_worker_serialize, tasks)):
               for i, record in enumerate(records):
                 write(start + i, record)
-              progress.update(start + len(records))
+              progress.update(len(records))
         finally:
           gc.unfreeze()
           _WORKER_CONVERTER = None
+    progress.close()
     tf.io.gfile.rename(temp_file, output_file, overwrite=True)
   except BaseException:
     if tf.io.gfile.exists(temp_file):
