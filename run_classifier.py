@@ -167,6 +167,7 @@ def main(_):
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
             num_batches=-(-len(eval_examples) // FLAGS.eval_batch_size))
         training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
+        training.write_eval_summaries(FLAGS.output_dir, result)
 
     if FLAGS.do_predict:
         num_actual_predict_examples = len(predict_examples)

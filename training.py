@@ -470,6 +470,17 @@ def write_eval_results(path: str, results: Dict[str, object]) -> None:
     _write_atomically(path, "".join(lines))
 
 
+def write_eval_summaries(output_dir: str, results: Dict[str, object]) -> None:
+    """TensorBoard scalars of the eval metrics in output_dir/eval (the Estimator's place),
+    at the evaluated checkpoint's global_step."""
+    writer = tf.summary.create_file_writer(os.path.join(output_dir, "eval"))
+    with writer.as_default(step=int(results["global_step"])):
+        for key, value in sorted(results.items()):
+            if key != "global_step":
+                tf.summary.scalar(key, float(value))
+    writer.close()
+
+
 def write_test_results(path: str, probabilities: np.ndarray) -> int:
     """test_results.tsv: one line per example, tab-joined str() of float32 probabilities."""
     logging.info("***** Predict results *****")

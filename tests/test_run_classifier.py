@@ -147,11 +147,23 @@ def test_sim_checkpoints_in_google_names(sim_run):
     assert all(s % 3 == 0 or s == steps for s in kept)
 
 
+def _summary_tags(directory):
+    """The scalar tags in the TensorBoard event files of `directory`."""
+    tags = set()
+    for name in os.listdir(directory):
+        if name.startswith("events.out.tfevents"):
+            for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
 def test_sim_outputs_and_logs(sim_run):
     out, log = sim_run["output_dir"], sim_run["log"]
     for name in ("train.tf_record", "eval.tf_record", "predict.tf_record"):
         assert os.path.getsize(os.path.join(out, name)) > 0
-    assert any(n.startswith("events.out.tfevents") for n in os.listdir(out))
+    assert _summary_tags(out) >= {"loss", "learning_rate"}
+    assert _summary_tags(os.path.join(out, "eval")) == {"eval_accuracy", "eval_loss", "loss"}
     for text in ("*** Example ***", "***** Running training *****",
                  f"  Num examples = {sim_run['num_train']}", "  Batch size = 8",
                  "**** Trainable Variables ****", "*INIT_FROM_CKPT*",
@@ -229,9 +241,12 @@ def test_user_processor_module_and_fractional_epochs(tiny_bert, tmp_path):
     module.write_text(USER_MODULE)
     data_dir, output_dir = str(tmp_path / "data"), str(tmp_path / "out")
     _write_polarity(data_dir, 40)
-    run_classifier(classifier_args(tiny_bert, data_dir, output_dir, "Polarity",
-                                   processor_module=str(module), do_train="true",
-                                   do_eval="true", do_predict="true", num_train_epochs=0.5))
+    # The flags come from a --flagfile, one per line, as absl reads them.
+    flagfile = tmp_path / "polarity.flags"
+    flagfile.write_text("\n".join(classifier_args(
+        tiny_bert, data_dir, output_dir, "Polarity", processor_module=str(module),
+        do_train="true", do_eval="true", do_predict="true", num_train_epochs=0.5)) + "\n")
+    run_classifier([f"--flagfile={flagfile}"])
     results = read_eval_results(output_dir)
     assert results["global_step"] == str(int(40 / 8 * 0.5))  # 2 steps
     with open(os.path.join(output_dir, "test_results.tsv")) as f:
