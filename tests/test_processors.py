@@ -25,136 +25,136 @@ GLUE_JOBS = [("mrpc", "train"), ("mrpc", "dev"), ("mrpc", "test"),
 
 
 def _as_dicts(examples):
-  return [{"guid": e.guid, "text_a": e.text_a, "text_b": e.text_b, "label": e.label}
-          for e in examples]
+    return [{"guid": e.guid, "text_a": e.text_a, "text_b": e.text_b, "label": e.label}
+            for e in examples]
 
 
 @pytest.fixture(scope="module")
 def glue_data(tmp_path_factory):
-  """Fixture files for the four original tasks and the original processors' examples."""
-  root = tmp_path_factory.mktemp("glue")
-  counts = {}
-  for task in ("mrpc", "cola", "mnli", "xnli"):
-    counts[task] = getattr(fixtures, "write_" + task)(str(root / task))
-  jobs = [[task, str(root / task), split] for task, split in GLUE_JOBS]
-  jobs_path, out_path = root / "jobs.json", root / "out.json"
-  jobs_path.write_text(json.dumps(jobs))
-  subprocess.run([sys.executable, ORACLE, "examples", str(jobs_path), str(out_path)],
-                 check=True, capture_output=True, text=True, timeout=300)
-  original = json.loads(out_path.read_text(encoding="utf-8"))
-  return root, counts, dict(zip(GLUE_JOBS, original))
+    """Fixture files for the four original tasks and the original processors' examples."""
+    root = tmp_path_factory.mktemp("glue")
+    counts = {}
+    for task in ("mrpc", "cola", "mnli", "xnli"):
+        counts[task] = getattr(fixtures, "write_" + task)(str(root / task))
+    jobs = [[task, str(root / task), split] for task, split in GLUE_JOBS]
+    jobs_path, out_path = root / "jobs.json", root / "out.json"
+    jobs_path.write_text(json.dumps(jobs))
+    subprocess.run([sys.executable, ORACLE, "examples", str(jobs_path), str(out_path)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    original = json.loads(out_path.read_text(encoding="utf-8"))
+    return root, counts, dict(zip(GLUE_JOBS, original))
 
 
 @pytest.mark.parametrize("task,split", GLUE_JOBS)
 def test_builtin_processor_matches_original(glue_data, task, split):
-  root, counts, original = glue_data
-  processor = get_processor(task)
-  examples = getattr(processor, "get_%s_examples" % split)(str(root / task))
-  assert len(examples) == counts[task][split]
-  assert _as_dicts(examples) == original[(task, split)]
-  for e in examples:
-    path, line = e.source.rsplit(":", 1)
-    assert os.path.isfile(path) and int(line) >= 1
+    root, counts, original = glue_data
+    processor = get_processor(task)
+    examples = getattr(processor, "get_%s_examples" % split)(str(root / task))
+    assert len(examples) == counts[task][split]
+    assert _as_dicts(examples) == original[(task, split)]
+    for e in examples:
+        path, line = e.source.rsplit(":", 1)
+        assert os.path.isfile(path) and int(line) >= 1
 
 
 def test_glue_quirks(glue_data):
-  root, _, _ = glue_data
-  mrpc = get_processor("mrpc").get_train_examples(str(root / "mrpc"))
-  assert mrpc[0].guid == "train-1" and mrpc[0].source.endswith("train.tsv:2")
-  cola_train = get_processor("cola").get_train_examples(str(root / "cola"))
-  assert cola_train[0].guid == "train-0" and cola_train[0].text_b is None  # no header
-  cola_test = get_processor("cola").get_test_examples(str(root / "cola"))
-  assert cola_test[0].guid == "test-1" and {e.label for e in cola_test} == {"0"}
-  mnli_test = get_processor("mnli").get_test_examples(str(root / "mnli"))
-  assert {e.label for e in mnli_test} == {"contradiction"} and mnli_test[0].guid == "test-0"
-  xnli = get_processor("xnli")
-  train = xnli.get_train_examples(str(root / "xnli"))
-  assert "contradictory" not in {e.label for e in train}
-  assert {e.label for e in train} == set(xnli.get_labels())
-  with pytest.raises(NotImplementedError):
-    xnli.get_test_examples(str(root / "xnli"))
+    root, _, _ = glue_data
+    mrpc = get_processor("mrpc").get_train_examples(str(root / "mrpc"))
+    assert mrpc[0].guid == "train-1" and mrpc[0].source.endswith("train.tsv:2")
+    cola_train = get_processor("cola").get_train_examples(str(root / "cola"))
+    assert cola_train[0].guid == "train-0" and cola_train[0].text_b is None  # no header
+    cola_test = get_processor("cola").get_test_examples(str(root / "cola"))
+    assert cola_test[0].guid == "test-1" and {e.label for e in cola_test} == {"0"}
+    mnli_test = get_processor("mnli").get_test_examples(str(root / "mnli"))
+    assert {e.label for e in mnli_test} == {"contradiction"} and mnli_test[0].guid == "test-0"
+    xnli = get_processor("xnli")
+    train = xnli.get_train_examples(str(root / "xnli"))
+    assert "contradictory" not in {e.label for e in train}
+    assert {e.label for e in train} == set(xnli.get_labels())
+    with pytest.raises(NotImplementedError):
+        xnli.get_test_examples(str(root / "xnli"))
 
 
 def test_read_tsv_keeps_quotes_and_long_fields(tmp_path):
-  long_field = "x" * 200_000  # beyond csv's default 131,072-character limit
-  path = tmp_path / "a.tsv"
-  path.write_text('say "hi\tit\'s\n%s\tb\n' % long_field, encoding="utf-8")
-  rows = DataProcessor._read_tsv(str(path))
-  assert rows == [['say "hi', "it's"], [long_field, "b"]]
+    long_field = "x" * 200_000  # beyond csv's default 131,072-character limit
+    path = tmp_path / "a.tsv"
+    path.write_text('say "hi\tit\'s\n%s\tb\n' % long_field, encoding="utf-8")
+    rows = DataProcessor._read_tsv(str(path))
+    assert rows == [['say "hi', "it's"], [long_field, "b"]]
 
 
 # ---- bad input ----
 
 def test_unknown_task_message():
-  with pytest.raises(ValueError) as err:
-    get_processor("NoSuchTask")
-  assert str(err.value) == "Task not found: NoSuchTask"
+    with pytest.raises(ValueError) as err:
+        get_processor("NoSuchTask")
+    assert str(err.value) == "Task not found: NoSuchTask"
 
 
 def test_missing_file_names_path(tmp_path):
-  with pytest.raises(ValueError, match="train.tsv"):
-    get_processor("mrpc").get_train_examples(str(tmp_path))
-  with pytest.raises(ValueError) as err:
-    get_processor("sim").get_dev_examples(str(tmp_path))
-  assert "dev.tsv" in str(err.value) and "dev.csv" in str(err.value)
+    with pytest.raises(ValueError, match="train.tsv"):
+        get_processor("mrpc").get_train_examples(str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        get_processor("sim").get_dev_examples(str(tmp_path))
+    assert "dev.tsv" in str(err.value) and "dev.csv" in str(err.value)
 
 
 def test_too_few_columns_names_file_and_line(tmp_path):
-  fixtures.write_mrpc(str(tmp_path))
-  path = tmp_path / "train.tsv"
-  lines = path.read_text(encoding="utf-8").splitlines()
-  lines[3] = "1\t100\tonly three columns"
-  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-  with pytest.raises(ValueError) as err:
-    get_processor("mrpc").get_train_examples(str(tmp_path))
-  assert "%s:4" % path in str(err.value) and "5" in str(err.value)
+    fixtures.write_mrpc(str(tmp_path))
+    path = tmp_path / "train.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[3] = "1\t100\tonly three columns"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        get_processor("mrpc").get_train_examples(str(tmp_path))
+    assert "%s:4" % path in str(err.value) and "5" in str(err.value)
 
 
 def test_sim_short_row_names_file_and_line(tmp_path):
-  (tmp_path / "train.csv").write_text("text_a,text_b,label\na,b,1\nonly,1\n", encoding="utf-8")
-  with pytest.raises(ValueError) as err:
-    get_processor("sim").get_train_examples(str(tmp_path))
-  assert "%s:3" % (tmp_path / "train.csv") in str(err.value)
+    (tmp_path / "train.csv").write_text("text_a,text_b,label\na,b,1\nonly,1\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        get_processor("sim").get_train_examples(str(tmp_path))
+    assert "%s:3" % (tmp_path / "train.csv") in str(err.value)
 
 
 def test_unknown_label_one_error_with_file_row_value_and_labels(tmp_path):
-  fixtures.write_mrpc(str(tmp_path))
-  path = tmp_path / "train.tsv"
-  lines = path.read_text(encoding="utf-8").splitlines()
-  for i in (5, 9):
-    lines[i] = "2" + lines[i][1:]
-  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-  processor = get_processor("mrpc")
-  examples = processor.get_train_examples(str(tmp_path))
-  with pytest.raises(ValueError) as err:
-    features.validate_labels(examples, processor.get_labels())
-  message = str(err.value)
-  assert "%s:6" % path in message and "'2'" in message and "['0', '1']" in message
-  assert "1 more row" in message and "\n" not in message
-  features.validate_labels(processor.get_dev_examples(str(tmp_path)), processor.get_labels())
+    fixtures.write_mrpc(str(tmp_path))
+    path = tmp_path / "train.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i in (5, 9):
+        lines[i] = "2" + lines[i][1:]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    processor = get_processor("mrpc")
+    examples = processor.get_train_examples(str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        features.validate_labels(examples, processor.get_labels())
+    message = str(err.value)
+    assert "%s:6" % path in message and "'2'" in message and "['0', '1']" in message
+    assert "1 more row" in message and "\n" not in message
+    features.validate_labels(processor.get_dev_examples(str(tmp_path)), processor.get_labels())
 
 
 def test_unknown_label_without_source_names_guid():
-  with pytest.raises(ValueError, match=r"example dev-3: label 'x'"):
-    features.validate_labels([InputExample("dev-3", "a", label="x")], ["0", "1"])
+    with pytest.raises(ValueError, match=r"example dev-3: label 'x'"):
+        features.validate_labels([InputExample("dev-3", "a", label="x")], ["0", "1"])
 
 
 def test_undecodable_bytes_warn_with_count_and_first_line(tmp_path, caplog):
-  path = tmp_path / "train.tsv"
-  path.write_bytes("gj04\t1\t\tfine\n".encode() + b"gj04\t0\t*\tbad \xff\xfe byte\n" +
-                   b"gj04\t1\t\tagain \xc3\n")
-  with caplog.at_level(py_logging.WARNING):
-    examples = get_processor("cola").get_train_examples(str(tmp_path))
-  assert [e.text_a for e in examples] == ["fine", "bad  byte", "again "]
-  warnings = [r.getMessage() for r in caplog.records if r.levelno == py_logging.WARNING]
-  assert len(warnings) == 1
-  assert str(path) in warnings[0] and "3 byte(s)" in warnings[0] and "line 2" in warnings[0]
+    path = tmp_path / "train.tsv"
+    path.write_bytes("gj04\t1\t\tfine\n".encode() + b"gj04\t0\t*\tbad \xff\xfe byte\n" +
+                     b"gj04\t1\t\tagain \xc3\n")
+    with caplog.at_level(py_logging.WARNING):
+        examples = get_processor("cola").get_train_examples(str(tmp_path))
+    assert [e.text_a for e in examples] == ["fine", "bad  byte", "again "]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == py_logging.WARNING]
+    assert len(warnings) == 1
+    assert str(path) in warnings[0] and "3 byte(s)" in warnings[0] and "line 2" in warnings[0]
 
 
 def test_read_text_strips_bom(tmp_path):
-  path = tmp_path / "x.tsv"
-  path.write_bytes(b"\xef\xbb\xbfa\tb\n")
-  assert read_text_file(str(path)) == "a\tb\n"
+    path = tmp_path / "x.tsv"
+    path.write_bytes(b"\xef\xbb\xbfa\tb\n")
+    assert read_text_file(str(path)) == "a\tb\n"
 
 
 # ---- sim ----
@@ -162,104 +162,104 @@ def test_read_text_strips_bom(tmp_path):
 @pytest.mark.parametrize("ext", ["tsv", "csv"])
 @pytest.mark.parametrize("header", [True, False])
 def test_sim_fixture_round_trip(tmp_path, ext, header):
-  counts = fixtures.write_sim(str(tmp_path), ext=ext, header=header)
-  processor = get_processor("sim")
-  train = processor.get_train_examples(str(tmp_path))
-  test = processor.get_test_examples(str(tmp_path))
-  assert len(train) == counts["train"] and len(test) == counts["test"]
-  assert [e.guid for e in train[:3]] == ["train-0", "train-1", "train-2"]
-  a, b = fixtures._pair(0, fixtures.SENTENCES)
-  assert (train[0].text_a, train[0].text_b) == (a, b)
-  assert {e.label for e in train} == {"0", "1"} and {e.label for e in test} == {"0"}
-  texts = {e.text_a for e in train} | {e.text_b for e in train}
-  assert {"NA", "null", "None", "nan", "Unbalanced \"quote at the start"} <= texts
-  features.validate_labels(train, processor.get_labels())
+    counts = fixtures.write_sim(str(tmp_path), ext=ext, header=header)
+    processor = get_processor("sim")
+    train = processor.get_train_examples(str(tmp_path))
+    test = processor.get_test_examples(str(tmp_path))
+    assert len(train) == counts["train"] and len(test) == counts["test"]
+    assert [e.guid for e in train[:3]] == ["train-0", "train-1", "train-2"]
+    a, b = fixtures._pair(0, fixtures.SENTENCES)
+    assert (train[0].text_a, train[0].text_b) == (a, b)
+    assert {e.label for e in train} == {"0", "1"} and {e.label for e in test} == {"0"}
+    texts = {e.text_a for e in train} | {e.text_b for e in train}
+    assert {"NA", "null", "None", "nan", "Unbalanced \"quote at the start"} <= texts
+    features.validate_labels(train, processor.get_labels())
 
 
 def _sim(tmp_path, name, content, split="train"):
-  path = tmp_path / name
-  path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-  return getattr(get_processor("sim"), "get_%s_examples" % split)(str(tmp_path))
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return getattr(get_processor("sim"), "get_%s_examples" % split)(str(tmp_path))
 
 
 def test_sim_tsv_traps(tmp_path):
-  content = ("\ufeffTEXT_A\tText_B\tLabel\r\n"
-             "NA\tnull\t1.0\r\n"
-             "\r\n"
-             "He said \"hi\tnan\t0\r\n"
-             "  spaced  \tNone\t 1 \r\n"
-             "\r\n")
-  examples = _sim(tmp_path, "train.tsv", content)
-  assert [(e.guid, e.text_a, e.text_b, e.label) for e in examples] == [
-      ("train-0", "NA", "null", "1"),
-      ("train-1", 'He said "hi', "nan", "0"),
-      ("train-2", "  spaced  ", "None", "1")]
-  assert [e.source.rsplit(":", 1)[1] for e in examples] == ["2", "4", "5"]
+    content = ("\ufeffTEXT_A\tText_B\tLabel\r\n"
+               "NA\tnull\t1.0\r\n"
+               "\r\n"
+               "He said \"hi\tnan\t0\r\n"
+               "  spaced  \tNone\t 1 \r\n"
+               "\r\n")
+    examples = _sim(tmp_path, "train.tsv", content)
+    assert [(e.guid, e.text_a, e.text_b, e.label) for e in examples] == [
+        ("train-0", "NA", "null", "1"),
+        ("train-1", 'He said "hi', "nan", "0"),
+        ("train-2", "  spaced  ", "None", "1")]
+    assert [e.source.rsplit(":", 1)[1] for e in examples] == ["2", "4", "5"]
 
 
 def test_sim_csv_quoting_and_numeric_labels(tmp_path):
-  content = ('label,text_b,text_a\n'
-             '1,"b, with comma","a ""quoted"""\n'
-             '0.0,"multi\nline",plain\n'
-             '1,NA,None\n')
-  examples = _sim(tmp_path, "train.csv", content)
-  assert [(e.text_a, e.text_b, e.label) for e in examples] == [
-      ('a "quoted"', "b, with comma", "1"), ("plain", "multi\nline", "0"),
-      ("None", "NA", "1")]
-  assert examples[2].source.endswith("train.csv:5")
+    content = ('label,text_b,text_a\n'
+               '1,"b, with comma","a ""quoted"""\n'
+               '0.0,"multi\nline",plain\n'
+               '1,NA,None\n')
+    examples = _sim(tmp_path, "train.csv", content)
+    assert [(e.text_a, e.text_b, e.label) for e in examples] == [
+        ('a "quoted"', "b, with comma", "1"), ("plain", "multi\nline", "0"),
+        ("None", "NA", "1")]
+    assert examples[2].source.endswith("train.csv:5")
 
 
 def test_sim_headerless_and_test_without_labels(tmp_path):
-  train = _sim(tmp_path, "train.tsv", "a\tb\t1\nc\td\t0\n")
-  assert [(e.text_a, e.text_b, e.label) for e in train] == [("a", "b", "1"), ("c", "d", "0")]
-  test = _sim(tmp_path, "test.tsv", "x\ty\nnull\tNA\n", split="test")
-  assert [(e.guid, e.text_a, e.text_b, e.label) for e in test] == [
-      ("test-0", "x", "y", "0"), ("test-1", "null", "NA", "0")]
+    train = _sim(tmp_path, "train.tsv", "a\tb\t1\nc\td\t0\n")
+    assert [(e.text_a, e.text_b, e.label) for e in train] == [("a", "b", "1"), ("c", "d", "0")]
+    test = _sim(tmp_path, "test.tsv", "x\ty\nnull\tNA\n", split="test")
+    assert [(e.guid, e.text_a, e.text_b, e.label) for e in test] == [
+        ("test-0", "x", "y", "0"), ("test-1", "null", "NA", "0")]
 
 
 def test_sim_both_extensions_is_an_error(tmp_path):
-  (tmp_path / "train.tsv").write_text("a\tb\t1\n")
-  (tmp_path / "train.csv").write_text("a,b,1\n")
-  with pytest.raises(ValueError) as err:
-    get_processor("sim").get_train_examples(str(tmp_path))
-  assert str(tmp_path / "train.tsv") in str(err.value)
-  assert str(tmp_path / "train.csv") in str(err.value)
+    (tmp_path / "train.tsv").write_text("a\tb\t1\n")
+    (tmp_path / "train.csv").write_text("a,b,1\n")
+    with pytest.raises(ValueError) as err:
+        get_processor("sim").get_train_examples(str(tmp_path))
+    assert str(tmp_path / "train.tsv") in str(err.value)
+    assert str(tmp_path / "train.csv") in str(err.value)
 
 
 def test_sim_bad_label_caught_before_training(tmp_path):
-  examples = _sim(tmp_path, "train.tsv", "text_a\ttext_b\tlabel\na\tb\t1\nc\td\tyes\n")
-  with pytest.raises(ValueError) as err:
-    features.validate_labels(examples, ["0", "1"])
-  assert "%s:3" % (tmp_path / "train.tsv") in str(err.value) and "'yes'" in str(err.value)
+    examples = _sim(tmp_path, "train.tsv", "text_a\ttext_b\tlabel\na\tb\t1\nc\td\tyes\n")
+    with pytest.raises(ValueError) as err:
+        features.validate_labels(examples, ["0", "1"])
+    assert "%s:3" % (tmp_path / "train.tsv") in str(err.value) and "'yes'" in str(err.value)
 
 
 def test_sim_header_missing_label_column(tmp_path):
-  with pytest.raises(ValueError, match="label"):
-    _sim(tmp_path, "train.tsv", "text_a\ttext_b\nx\ty\n")
+    with pytest.raises(ValueError, match="label"):
+        _sim(tmp_path, "train.tsv", "text_a\ttext_b\nx\ty\n")
 
 
 # ---- registry and user modules ----
 
 def test_registry_names_case_insensitive():
-  assert {"cola", "mnli", "mrpc", "xnli", "sim"} <= set(registered_task_names())
-  assert isinstance(get_processor("MRPC"), processors.MrpcProcessor)
-  assert isinstance(get_processor("Sim"), processors.SimProcessor)
-  assert get_processor("cola") is not get_processor("cola")  # a new instance each time
+    assert {"cola", "mnli", "mrpc", "xnli", "sim"} <= set(registered_task_names())
+    assert isinstance(get_processor("MRPC"), processors.MrpcProcessor)
+    assert isinstance(get_processor("Sim"), processors.SimProcessor)
+    assert get_processor("cola") is not get_processor("cola")  # a new instance each time
 
 
 def test_register_processor_checks():
-  @register_processor("Test_Registry_Task")
-  class MyProcessor(DataProcessor):
-    def get_labels(self):
-      return ["a", "b"]
+    @register_processor("Test_Registry_Task")
+    class MyProcessor(DataProcessor):
+        def get_labels(self):
+            return ["a", "b"]
 
-  assert get_processor("test_registry_task").get_labels() == ["a", "b"]
-  with pytest.raises(ValueError, match="already registered"):
-    @register_processor("mrpc")
-    class Other(DataProcessor):
-      pass
-  with pytest.raises(ValueError, match="not a DataProcessor"):
-    register_processor("notaprocessor")(object)
+    assert get_processor("test_registry_task").get_labels() == ["a", "b"]
+    with pytest.raises(ValueError, match="already registered"):
+        @register_processor("mrpc")
+        class Other(DataProcessor):
+            pass
+    with pytest.raises(ValueError, match="not a DataProcessor"):
+        register_processor("notaprocessor")(object)
 
 
 USER_MODULE = '''
@@ -285,25 +285,25 @@ class SentimentProcessor(DataProcessor):
 
 
 def test_user_module_by_path(tmp_path):
-  module_path = tmp_path / "my_path_tasks.py"
-  module_path.write_text(USER_MODULE.format(name="UserPathTask"))
-  (tmp_path / "train.txt").write_text("pos\tgreat film\nneg\tdull\n")
-  import_processor_module(str(module_path))
-  import_processor_module(str(module_path))  # a second import is harmless
-  processor = get_processor("userpathtask")
-  examples = processor.get_train_examples(str(tmp_path))
-  assert [(e.guid, e.text_a, e.label) for e in examples] == [
-      ("train-0", "great film", "pos"), ("train-1", "dull", "neg")]
+    module_path = tmp_path / "my_path_tasks.py"
+    module_path.write_text(USER_MODULE.format(name="UserPathTask"))
+    (tmp_path / "train.txt").write_text("pos\tgreat film\nneg\tdull\n")
+    import_processor_module(str(module_path))
+    import_processor_module(str(module_path))  # a second import is harmless
+    processor = get_processor("userpathtask")
+    examples = processor.get_train_examples(str(tmp_path))
+    assert [(e.guid, e.text_a, e.label) for e in examples] == [
+        ("train-0", "great film", "pos"), ("train-1", "dull", "neg")]
 
 
 def test_user_module_by_name_from_cwd(tmp_path, monkeypatch):
-  (tmp_path / "my_named_tasks.py").write_text(USER_MODULE.format(name="usernametask"))
-  monkeypatch.chdir(tmp_path)
-  monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
-  module = import_processor_module("my_named_tasks")
-  assert module.__name__ == "my_named_tasks"
-  assert get_processor("UserNameTask").get_labels() == ["neg", "pos"]
-  with pytest.raises(ValueError, match="no_such_module_xyz"):
-    import_processor_module("no_such_module_xyz")
-  with pytest.raises(ValueError, match="not found"):
-    import_processor_module(str(tmp_path / "missing.py"))
+    (tmp_path / "my_named_tasks.py").write_text(USER_MODULE.format(name="usernametask"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    module = import_processor_module("my_named_tasks")
+    assert module.__name__ == "my_named_tasks"
+    assert get_processor("UserNameTask").get_labels() == ["neg", "pos"]
+    with pytest.raises(ValueError, match="no_such_module_xyz"):
+        import_processor_module("no_such_module_xyz")
+    with pytest.raises(ValueError, match="not found"):
+        import_processor_module(str(tmp_path / "missing.py"))
