@@ -116,6 +116,11 @@ flags.DEFINE_enum(
     "A progress line with steps/sec, loss and ETA on stderr: auto = only when stderr is a "
     "terminal.")
 
+flags.DEFINE_bool(
+    "xla_inference", False,
+    "Compile the eval/predict model step with XLA (jit_compile). Often faster on CPU; results "
+    "may differ from the default path in the last bits of float32.")
+
 REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file", "output_dir")
 
 

@@ -165,7 +165,8 @@ def main(_):
         result = training.evaluate(
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
-            num_batches=-(-len(eval_examples) // FLAGS.eval_batch_size))
+            num_batches=-(-len(eval_examples) // FLAGS.eval_batch_size),
+            jit_compile=FLAGS.xla_inference)
         training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
         training.write_eval_summaries(FLAGS.output_dir, result)
 
@@ -187,7 +188,8 @@ def main(_):
         logging.info("Predicting with checkpoint %s", checkpoint_path)
         probabilities = training.predict(
             model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,
-            drop_remainder=pad, num_examples=num_actual_predict_examples, progress_bar=progress)
+            drop_remainder=pad, num_examples=num_actual_predict_examples, progress_bar=progress,
+            jit_compile=FLAGS.xla_inference)
         output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
         num_written_lines = training.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == num_actual_predict_examples

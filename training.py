@@ -388,8 +388,8 @@ def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_rema
 def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, seq_length: int,
              eval_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
              global_step: int, progress_bar: Optional[bool] = None,
-             num_batches: Optional[int] = None) -> Dict[str, object]:
-    """The original's EVAL metrics over eval_file.
+             num_batches: Optional[int] = None, jit_compile: bool = False) -> Dict[str, object]:
+    """The original's EVAL metrics over eval_file (the model step XLA-compiled if jit_compile).
 
     eval_accuracy and eval_loss are weighted by is_real_example; `loss` is the Estimator's
     own: the unweighted mean over batches of each batch's mean loss.
@@ -409,9 +409,11 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
                          tf.reduce_sum(weights), tf.reduce_sum(per_example_loss),
                          tf.cast(tf.size(per_example_loss), tf.float32)])
 
+    step = tf.function(eval_step, jit_compile=True) if jit_compile else eval_step
+
     @tf.function
     def run_step(batch):
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(eval_step, args=(batch,)),
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step, args=(batch,)),
                                axis=None)
 
     sums = np.zeros(3, np.float64)
@@ -436,8 +438,10 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
 
 def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
             predict_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
-            num_examples: int, progress_bar: Optional[bool] = None) -> np.ndarray:
-    """Softmax probabilities [num_examples, num_labels] (float32) in the file's order."""
+            num_examples: int, progress_bar: Optional[bool] = None,
+            jit_compile: bool = False) -> np.ndarray:
+    """Softmax probabilities [num_examples, num_labels] (float32) in the file's order (the model
+    step XLA-compiled if jit_compile)."""
     check_batch_size("predict_batch_size", predict_batch_size, strategy)
 
     def predict_step(batch):
@@ -445,9 +449,11 @@ def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
                        training=False)
         return tf.nn.softmax(logits, axis=-1)
 
+    step = tf.function(predict_step, jit_compile=True) if jit_compile else predict_step
+
     @tf.function
     def run_step(batch):
-        return strategy.run(predict_step, args=(batch,))
+        return strategy.run(step, args=(batch,))
 
     chunks = []
     bar = ProgressBar(-(-num_examples // predict_batch_size), "predict", enabled=progress_bar,

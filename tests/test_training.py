@@ -1,0 +1,142 @@
+"""training.py in-process: input splitting, eval/predict numerics (plain and XLA), output files."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import e2e_util
+import features
+import modeling
+import tokenization
+import training
+from processors import InputExample, PaddingInputExample
+
+
+@pytest.fixture(scope="module")
+def record_file(tmp_path_factory):
+    """A .tf_record of 21 real examples plus 3 padding rows, max_seq_length 16."""
+    path = str(tmp_path_factory.mktemp("records") / "eval.tf_record")
+    tokenizer = tokenization.FullTokenizer(e2e_util.minilm_vocab_path(), do_lower_case=True)
+    examples = [InputExample(f"dev-{i}", f"sentence number {i} is here", f"pair {i * 7}",
+                             str(i % 2)) for i in range(21)]
+    examples += [PaddingInputExample()] * 3
+    features.file_based_convert_examples_to_features(examples, ["0", "1"], 16, tokenizer, path,
+                                                     num_workers=1)
+    return path
+
+
+def _batches(dataset):
+    return [{k: v.numpy() for k, v in b.items()} for b in dataset]
+
+
+def test_input_pipelines_split_each_global_batch_contiguously(record_file):
+    """Two pipelines × 2 replicas see exactly the single pipeline's global batches, in order."""
+    fn = training.input_fn(record_file, 16, global_batch_size=8, is_training=True,
+                           drop_remainder=True, seed=5)
+    single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(6))
+    parts = [_batches(fn(tf.distribute.InputContext(2, i, 4)).take(12)) for i in range(2)]
+    for step, global_batch in enumerate(single):
+        pieces = [parts[p][2 * step + r] for p in range(2) for r in range(2)]
+        for key, value in global_batch.items():
+            assert all(len(piece[key]) == 2 for piece in pieces)
+            np.testing.assert_array_equal(np.concatenate([q[key] for q in pieces]), value)
+    # The shuffle moved examples away from file order (so the test is not trivial).
+    first_ids = single[0]["input_ids"][:, 1:4]
+    ordered = _batches(training.input_fn(record_file, 16, 8, is_training=False,
+                                         drop_remainder=True)(tf.distribute.InputContext()))
+    assert not np.array_equal(first_ids, ordered[0]["input_ids"][:, 1:4])
+
+
+def test_eval_batches_keep_file_order_and_partial_batch(record_file):
+    fn = training.input_fn(record_file, 16, global_batch_size=10, is_training=False,
+                           drop_remainder=False)
+    batches = _batches(fn(tf.distribute.InputContext()))
+    assert [len(b["label_ids"]) for b in batches] == [10, 10, 4]
+    assert list(np.concatenate([b["is_real_example"] for b in batches])) == [1] * 21 + [0] * 3
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    tf.random.set_seed(3)
+    config = modeling.BertConfig.from_dict(dict(e2e_util.TINY_CONFIG))
+    return training.build_classifier(config, 2, tf.distribute.get_strategy())
+
+
+def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
+    strategy = tf.distribute.get_strategy()
+    plain = training.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
+                              global_step=7)
+    xla = training.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
+                            global_step=7, jit_compile=True)
+    # Independent recomputation over the same records.
+    spec = features.name_to_features(16)
+    data = next(iter(tf.data.TFRecordDataset(record_file).map(
+        lambda r: features.decode_record(r, spec)).batch(100)))
+    logits = tiny_model(data["input_ids"], data["input_mask"], data["segment_ids"]).numpy()
+    labels, weights = data["label_ids"].numpy(), data["is_real_example"].numpy()
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_example = -log_probs[np.arange(len(labels)), labels]
+    assert plain["global_step"] == 7 and isinstance(plain["global_step"], np.int64)
+    assert plain["eval_accuracy"] == pytest.approx(
+        np.sum((logits.argmax(-1) == labels) * weights) / weights.sum(), abs=1e-6)
+    assert plain["eval_loss"] == pytest.approx(np.sum(per_example * weights) / weights.sum(),
+                                               abs=1e-5)
+    batch_means = [per_example[i:i + 8].mean() for i in range(0, 24, 8)]
+    assert plain["loss"] == pytest.approx(np.mean(batch_means), abs=1e-5)
+    for key in ("eval_accuracy", "eval_loss", "loss"):
+        assert isinstance(plain[key], np.float32)
+        assert xla[key] == pytest.approx(plain[key], abs=1e-5)
+
+
+def test_predict_plain_and_xla_agree(record_file, tiny_model):
+    strategy = tf.distribute.get_strategy()
+    plain = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                             num_examples=21)
+    xla = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                           num_examples=21, jit_compile=True)
+    assert plain.shape == (21, 2) and plain.dtype == np.float32
+    np.testing.assert_allclose(plain.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(xla, plain, atol=1e-5)
+
+
+def test_output_file_formats(tmp_path):
+    path = str(tmp_path / "eval_results.txt")
+    training.write_eval_results(path, {"loss": np.float32(0.50524807),
+                                       "eval_accuracy": np.float32(0.84558821),
+                                       "global_step": np.int64(343),
+                                       "eval_loss": np.float32(0.50524807)})
+    with open(path) as f:
+        assert f.read() == ("eval_accuracy = 0.8455882\neval_loss = 0.50524807\n"
+                            "global_step = 343\nloss = 0.50524807\n")
+    path = str(tmp_path / "test_results.tsv")
+    n = training.write_test_results(path, np.array([[0.6534671, 0.3465329], [0.1, 0.9]],
+                                                   np.float32))
+    with open(path) as f:
+        assert f.read() == "0.6534671\t0.3465329\n0.1\t0.9\n"
+    assert n == 2
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
+
+
+def test_steps_per_host_call():
+    cfg = training.TrainConfig(output_dir="", train_file="", num_train_examples=0,
+                               max_seq_length=8, train_batch_size=8, learning_rate=1.0,
+                               num_train_steps=10, num_warmup_steps=0, iterations_per_loop=1000,
+                               log_step_count_steps=100)
+    strategy = tf.distribute.get_strategy()
+    assert training._steps_per_host_call(cfg, strategy, progress_shown=False) == 100
+    assert training._steps_per_host_call(cfg, strategy, progress_shown=True) == 1
+    cfg.iterations_per_loop = 20
+    assert training._steps_per_host_call(cfg, strategy, progress_shown=False) == 20
+
+
+def test_strategy_errors(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the TF_CONFIG"):
+        training.create_strategy("multi_worker_mirrored")
+    with pytest.raises(ValueError, match="expected one_device, mirrored or multi_worker"):
+        training.create_strategy("bogus")
+    assert training.strategy_name(training.create_strategy("one_device")) == "OneDeviceStrategy"
+    with pytest.raises(ValueError, match="positive multiple of the 1 replicas"):
+        training.check_batch_size("train_batch_size", 0, tf.distribute.get_strategy())
