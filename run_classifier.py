@@ -48,6 +48,22 @@ def _pad_to_batch_multiple(examples: list, batch_size: int) -> list:
     return padded
 
 
+def _write_inference_records(examples: list, record_name: str, batch_size: int, pad: bool,
+                             label_list: list, tokenizer, title: str):
+    """Writes the eval or predict .tf_record (padded to full batches when `pad`) and logs the
+    original's "Running evaluation/prediction" block. Returns (path, number of records)."""
+    records = _pad_to_batch_multiple(examples, batch_size) if pad else examples
+    record_file = os.path.join(FLAGS.output_dir, record_name)
+    features.file_based_convert_examples_to_features(
+        records, label_list, FLAGS.max_seq_length, tokenizer, record_file,
+        num_workers=FLAGS.num_featurize_workers)
+    logging.info(title)
+    logging.info("  Num examples = %d (%d actual, %d padding)",
+                 len(records), len(examples), len(records) - len(examples))
+    logging.info("  Batch size = %d", batch_size)
+    return record_file, len(records)
+
+
 def main(_):
     logging.set_verbosity(logging.INFO)
     training.configure_cpu_devices(FLAGS.num_cpu_devices)
@@ -147,52 +163,34 @@ def main(_):
     pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
 
     if FLAGS.do_eval:
-        num_actual_eval_examples = len(eval_examples)
-        if pad:
-            eval_examples = _pad_to_batch_multiple(eval_examples, FLAGS.eval_batch_size)
-        eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
-        features.file_based_convert_examples_to_features(
-            eval_examples, label_list, FLAGS.max_seq_length, tokenizer, eval_file,
-            num_workers=FLAGS.num_featurize_workers)
-        logging.info("***** Running evaluation *****")
-        logging.info("  Num examples = %d (%d actual, %d padding)",
-                     len(eval_examples), num_actual_eval_examples,
-                     len(eval_examples) - num_actual_eval_examples)
-        logging.info("  Batch size = %d", FLAGS.eval_batch_size)
+        eval_file, num_eval_records = _write_inference_records(
+            eval_examples, "eval.tf_record", FLAGS.eval_batch_size, pad, label_list, tokenizer,
+            "***** Running evaluation *****")
         model, checkpoint_path, global_step = training.load_for_inference(
             bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy)
         logging.info("Evaluating checkpoint %s", checkpoint_path)
         result = training.evaluate(
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
-            num_batches=-(-len(eval_examples) // FLAGS.eval_batch_size),
+            num_batches=-(-num_eval_records // FLAGS.eval_batch_size),
             jit_compile=FLAGS.xla_inference)
         training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
         training.write_eval_summaries(FLAGS.output_dir, result)
 
     if FLAGS.do_predict:
-        num_actual_predict_examples = len(predict_examples)
-        if pad:
-            predict_examples = _pad_to_batch_multiple(predict_examples, FLAGS.predict_batch_size)
-        predict_file = os.path.join(FLAGS.output_dir, "predict.tf_record")
-        features.file_based_convert_examples_to_features(
-            predict_examples, label_list, FLAGS.max_seq_length, tokenizer, predict_file,
-            num_workers=FLAGS.num_featurize_workers)
-        logging.info("***** Running prediction*****")
-        logging.info("  Num examples = %d (%d actual, %d padding)",
-                     len(predict_examples), num_actual_predict_examples,
-                     len(predict_examples) - num_actual_predict_examples)
-        logging.info("  Batch size = %d", FLAGS.predict_batch_size)
+        predict_file, _ = _write_inference_records(
+            predict_examples, "predict.tf_record", FLAGS.predict_batch_size, pad, label_list,
+            tokenizer, "***** Running prediction*****")
         model, checkpoint_path, _ = training.load_for_inference(
             bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy)
         logging.info("Predicting with checkpoint %s", checkpoint_path)
         probabilities = training.predict(
             model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,
-            drop_remainder=pad, num_examples=num_actual_predict_examples, progress_bar=progress,
+            drop_remainder=pad, num_examples=len(predict_examples), progress_bar=progress,
             jit_compile=FLAGS.xla_inference)
         output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
         num_written_lines = training.write_test_results(output_predict_file, probabilities)
-        assert num_written_lines == num_actual_predict_examples
+        assert num_written_lines == len(predict_examples)
 
 
 def _main_with_clean_errors(argv):

@@ -63,10 +63,21 @@ def _assert_same_training(a, b, atol=2e-5):
 def test_mirrored_two_cpu_replicas_match_one_device(setup, one_device):
     out = str(setup[2] / "mirrored")
     proc = run_classifier(_args(setup, out, distribution_strategy="mirrored",
-                                num_cpu_devices=2))
+                                num_cpu_devices=2, do_eval="true", do_predict="true"))
     assert "MirroredStrategy with 2 replica(s) in sync" in proc.stderr
     mirrored = _final_weights(out)
     _assert_same_training(one_device, mirrored)
+    # Eval and predict over 2 replicas pad the last batch; the padding rows are not output.
+    from processors import get_processor
+    processor = get_processor("sim")
+    n_dev = len(processor.get_dev_examples(setup[1]))
+    n_test = len(processor.get_test_examples(setup[1]))
+    padded = -(-n_dev // 8) * 8
+    assert f"Num examples = {padded} ({n_dev} actual, {padded - n_dev} padding)" in proc.stderr
+    with open(os.path.join(out, "test_results.tsv")) as f:
+        rows = [[float(x) for x in line.split("\t")] for line in f.read().splitlines()]
+    assert len(rows) == n_test
+    np.testing.assert_allclose(np.sum(rows, axis=1), 1.0, atol=1e-5)
     # Training really moved the weights (so equality above is not trivial).
     initial = tf.train.load_checkpoint(setup[0]["checkpoint"]).get_tensor("output_weights")
     assert np.max(np.abs(mirrored["output_weights"] - initial)) > 1e-3
