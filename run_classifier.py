@@ -136,7 +136,6 @@ def main(_):
         training.train(bert_config, len(label_list), training.TrainConfig(
             output_dir=FLAGS.output_dir,
             train_file=train_file,
-            num_train_examples=len(train_examples),
             max_seq_length=FLAGS.max_seq_length,
             train_batch_size=FLAGS.train_batch_size,
             learning_rate=FLAGS.learning_rate,

@@ -215,7 +215,6 @@ class TrainConfig:
     """What `train` needs beyond the model config (the original's flags of the same names)."""
     output_dir: str
     train_file: str
-    num_train_examples: int
     max_seq_length: int
     train_batch_size: int
     learning_rate: float

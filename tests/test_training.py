@@ -120,7 +120,7 @@ def test_output_file_formats(tmp_path):
 
 
 def test_steps_per_host_call():
-    cfg = training.TrainConfig(output_dir="", train_file="", num_train_examples=0,
+    cfg = training.TrainConfig(output_dir="", train_file="",
                                max_seq_length=8, train_batch_size=8, learning_rate=1.0,
                                num_train_steps=10, num_warmup_steps=0, iterations_per_loop=1000,
                                log_step_count_steps=100)
