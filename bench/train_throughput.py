@@ -33,6 +33,7 @@ median examples/s over repeats, the per-repeat ratios ours/peer, and each worker
       --steps minilm.train=8,minilm.infer=8
 """
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -152,10 +153,8 @@ def setup_ours(shape, mode, workdir, options):
         dataset = strategy.distribute_datasets_from_function(training.input_fn(
             record, SEQ_LENGTH, TRAIN_BATCH, is_training=True, drop_remainder=True, seed=0))
         iterator = iter(dataset)
-        if jit:
-            loop = _xla_train_loop(tf, modeling, optimization, model, optimizer, strategy)
-        else:
-            loop = training.make_train_loop(model, optimizer, strategy, NUM_LABELS, TRAIN_BATCH)
+        loop = training.make_train_loop(model, optimizer, strategy, NUM_LABELS, TRAIN_BATCH,
+                                        jit_compile=jit)
 
         def run(n):
             mean_loss, last_loss = loop(iterator, tf.constant(n, tf.int32))
@@ -192,36 +191,6 @@ def setup_ours(shape, mode, workdir, options):
     return run
 
 
-def _xla_train_loop(tf, modeling, optimization, model, optimizer, strategy):
-    """Prototype: training.make_train_loop with its per-replica step XLA-compiled
-    (`tf.function(step_fn, jit_compile=True)`); the host loop, the iterator and the
-    cross-replica reduction stay as they are (iterator ops cannot be compiled)."""
-    trainable = list(model.trainable_variables)
-
-    @tf.function(jit_compile=True)
-    def step_fn(batch):
-        with tf.GradientTape() as tape:
-            logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                           training=True)
-            per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], NUM_LABELS)
-            loss = tf.reduce_sum(per_example_loss) / TRAIN_BATCH
-        grads = tape.gradient(loss, trainable)
-        optimization.all_reduce_clip_and_apply(optimizer, grads, trainable, clip_norm=1.0)
-        return loss
-
-    @tf.function
-    def train_loop(iterator, num_steps):
-        total = tf.constant(0.0)
-        last = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            last = strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                   strategy.run(step_fn, args=(next(iterator),)), axis=None)
-            total += last
-        return total / tf.cast(num_steps, tf.float32), last
-
-    return train_loop
-
-
 def setup_hf(shape, mode, workdir, options):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -238,12 +207,7 @@ def setup_hf(shape, mode, workdir, options):
     batch = TRAIN_BATCH if mode == "train" else INFER_BATCH
     batches = [tuple(torch.from_numpy(a.astype(np.int64)) for a in b)
                for b in _random_batches(rng, batch, 8)]
-    state = {"i": 0}
-
-    def next_batch():
-        b = batches[state["i"] % len(batches)]
-        state["i"] += 1
-        return b
+    next_batch = itertools.cycle(batches).__next__
 
     if mode == "train":
         model.train()
@@ -299,12 +263,7 @@ def setup_official(shape, mode, workdir, options):
                  "input_type_ids": tf.constant(segments)}, tf.constant(labels))
                for ids, mask, segments, labels in _random_batches(rng, batch, 8)]
     model(batches[0][0], training=False)
-    state = {"i": 0}
-
-    def next_batch():
-        b = batches[state["i"] % len(batches)]
-        state["i"] += 1
-        return b
+    next_batch = itertools.cycle(batches).__next__
 
     if mode == "train":
         optimizer = official_optimization.create_optimizer(2e-5, 100000, 10000)
