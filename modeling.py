@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, List, Optional, Union  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+import fused_ops  # noqa: E402
+
 # The original's LayerNorm is tf.contrib.layers.layer_norm, whose epsilon is 1e-12.
 LAYER_NORM_EPSILON = 1e-12
 # The original hard-codes these for the classifier head (run_classifier.create_model).
@@ -91,15 +93,15 @@ class BertConfig(object):
 def gelu(x: tf.Tensor) -> tf.Tensor:
     """Google BERT's GELU: the tanh approximation 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))).
 
-    tf.nn.gelu(approximate=True) computes exactly this formula, and grappler/oneDNN can fuse it
-    with the preceding MatMul + BiasAdd on CPU.
+    The same values as tf.nn.gelu(x, approximate=True), run as one fused kernel forward and one
+    backward (fused_ops.py).
     """
-    return tf.nn.gelu(x, approximate=True)
+    return fused_ops.gelu_tanh(x)
 
 
 def gelu_exact(x: tf.Tensor) -> tf.Tensor:
-    """The erf GELU 0.5x(1 + erf(x / sqrt(2))): Hugging Face's "gelu"."""
-    return tf.nn.gelu(x, approximate=False)
+    """The erf GELU 0.5x(1 + erf(x / sqrt(2))): Hugging Face's "gelu" (fused, fused_ops.py)."""
+    return fused_ops.gelu_erf(x)
 
 
 def get_activation(activation_string: Optional[Union[str, Callable]]) -> Optional[Callable]:
@@ -170,7 +172,7 @@ class Dense(tf_keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        # MatMul + BiasAdd (+ Gelu/Relu/Tanh) is the pattern grappler fuses into one oneDNN op.
+        # MatMul + BiasAdd is the pattern grappler fuses into one oneDNN op (GELU is fused_ops).
         y = tf.nn.bias_add(tf.matmul(x, self.kernel), self.bias)
         if self.activation is not None:
             y = self.activation(y)
@@ -197,13 +199,8 @@ class LayerNorm(tf_keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        dtype = x.dtype
-        x = tf.cast(x, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-        # Folding gamma into the scale gives two elementwise passes over x; XLA/grappler fuse them.
-        scale = tf.math.rsqrt(variance + self.epsilon) * self.gamma
-        y = x * scale + (self.beta - mean * scale)
-        return tf.cast(y, dtype)
+        # One fused kernel forward and one backward (fused_ops.py), the original's formula.
+        return fused_ops.layer_norm(x, self.gamma, self.beta, self.epsilon)
 
 
 class BertEmbeddings(tf_keras.layers.Layer):
@@ -264,7 +261,6 @@ class BertSelfAttention(tf_keras.layers.Layer):
         self.query = Dense(h, h, r, name="query")
         self.key = Dense(h, h, r, name="key")
         self.value = Dense(h, h, r, name="value")
-        self.dropout = tf_keras.layers.Dropout(config.attention_probs_dropout_prob)
 
     def build(self, input_shape=None):
         for layer in (self.query, self.key, self.value):
@@ -277,16 +273,14 @@ class BertSelfAttention(tf_keras.layers.Layer):
             t = tf.reshape(t, [batch_size, seq_length, self.num_heads, self.head_size])
             return tf.transpose(t, [0, 2, 1, 3])
 
-        # Scaling the query instead of the scores is the same product with S/D times fewer
-        # multiplications (identical when the head size is a power of 4, e.g. 64).
-        q = heads(self.query(x) * tf.cast(1.0 / math.sqrt(self.head_size), x.dtype))
+        q = heads(self.query(x))
         k = heads(self.key(x))
         v = heads(self.value(x))
         scores = tf.matmul(q, k, transpose_b=True)  # [B, N, S, S]
-        scores = scores + tf.cast(attention_adder, scores.dtype)
-        probs = tf.nn.softmax(scores, axis=-1)
-        if self.config.attention_probs_dropout_prob > 0:
-            probs = self.dropout(probs, training=training)
+        # softmax(scores / sqrt(D) + adder), then dropout while training: one fused pass.
+        probs = fused_ops.attention_probs(
+            scores, attention_adder, 1.0 / math.sqrt(self.head_size),
+            self.config.attention_probs_dropout_prob, training=training)
         context = tf.matmul(probs, v)  # [B, N, S, D]
         context = tf.transpose(context, [0, 2, 1, 3])
         return tf.reshape(context, [-1, self.config.hidden_size])
