@@ -388,6 +388,24 @@ def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_rema
         input_file, seq_length, batch_size, is_training=False, drop_remainder=drop_remainder))
 
 
+def _maybe_xla(step_fn, jit_compile: bool, strategy: tf.distribute.Strategy):
+    """step_fn XLA-compiled when asked and there is one replica per process (or a TPU, which
+    compiles everything anyway). With several mirrored replicas in one process, XLA refuses the
+    mirrored variables of the other devices ("Trying to access resource ... located in device
+    CPU:1 from device CPU:0"), so the step then runs op by op."""
+    if not jit_compile:
+        return step_fn
+    try:
+        local_replicas = len(strategy.extended.worker_devices)
+    except RuntimeError:  # the default (no-op) strategy: one device
+        local_replicas = 1
+    if local_replicas > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
+        logging.info("XLA inference is off with %d replicas in one process; running op by op.",
+                     local_replicas)
+        return step_fn
+    return tf.function(step_fn, jit_compile=True)
+
+
 def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, seq_length: int,
              eval_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
              global_step: int, progress_bar: Optional[bool] = None,
@@ -412,7 +430,7 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
                          tf.reduce_sum(weights), tf.reduce_sum(per_example_loss),
                          tf.cast(tf.size(per_example_loss), tf.float32)])
 
-    step = tf.function(eval_step, jit_compile=True) if jit_compile else eval_step
+    step = _maybe_xla(eval_step, jit_compile, strategy)
 
     @tf.function
     def run_step(batch):
@@ -452,7 +470,7 @@ def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
                        training=False)
         return tf.nn.softmax(logits, axis=-1)
 
-    step = tf.function(predict_step, jit_compile=True) if jit_compile else predict_step
+    step = _maybe_xla(predict_step, jit_compile, strategy)
 
     @tf.function
     def run_step(batch):
