@@ -112,7 +112,9 @@ def _tf_threads():
 def setup_ours(shape, mode, workdir, options):
     """The project's path; returns run(n) that runs n steps/batches and syncs."""
     sys.path.insert(0, REPO_ROOT)
+    # The environment run_classifier.py sets before importing TensorFlow.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     import tensorflow as tf
     import checkpoints
     import features
