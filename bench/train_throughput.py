@@ -8,15 +8,16 @@ per framework, shape and mode):
               record spec) through `strategy.distribute_datasets_from_function`, running
               `--steps` steps per host call (run_classifier's iterations_per_loop). Inference:
               predict()'s step (`strategy.run` of model + softmax under tf.function, one
-              host call per batch, `.numpy()` per batch) over the same input pipeline.
+              host call per batch, `.numpy()` per batch, XLA-compiled as --xla_inference's
+              default) over predict's input pipeline, read through one long-lived iterator.
   * hf:       Hugging Face transformers `BertForSequenceClassification` on PyTorch (CPU),
               torch.optim.AdamW, clip_grad_norm_(1.0), one Python step per batch; inference
               under torch.inference_mode().
   * official: tf-models-official `models.BertClassifier(networks.BertEncoder)` with a
               tf.function train step (official.nlp.optimization AdamWeightDecay, which clips
               at global norm 1.0 itself) and a tf.function inference step.
-Variants of ours (`--variants ours_xla,ours_noonednn`, run in `--variant_modes`) are
-prototypes of speed fixes, shown as extra columns; see VARIANTS.
+Variants of ours (`--variants ours_noxla,ours_unfused,ours_xla,ours_noonednn`, run in
+`--variant_modes`) show the effect of each speed fix as extra columns; see VARIANTS.
 
 All use random weights of the same shapes, random token ids, 2 labels, dropout 0.1,
 tanh-GELU, type_vocab_size 2, seq 128, train batch 32, inference batch 64. The peers get
@@ -28,7 +29,7 @@ order (A B C, B C A, C A B, ...); idle workers block on stdin and use no CPU. Re
 median examples/s over repeats, the per-repeat ratios ours/peer, and each worker's peak RSS
 (ru_maxrss, which includes the framework's import and the first call).
 
-  .venv-bench/bin/python bench/train_throughput.py                     # default, ~15 min on 2 cores
+  .venv-bench/bin/python bench/train_throughput.py                     # default, ~26 min on 2 cores
   .venv-bench/bin/python bench/train_throughput.py --shapes minilm --repeats 5 \
       --steps minilm.train=8,minilm.infer=8
 """
@@ -59,8 +60,8 @@ TRAIN_BATCH = 32
 INFER_BATCH = 64
 NUM_LABELS = 2
 DEFAULT_STEPS = {
-    "minilm.train": 3, "minilm.infer": 3,
-    "base.train": 1, "base.infer": 1,
+    "minilm.train": 4, "minilm.infer": 4,
+    "base.train": 2, "base.infer": 2,
 }
 # Untimed steps after the first call (which traces and runs 1 step); BERT-base steps are slow.
 DEFAULT_WARMUP = {"minilm": 1, "base": 0}
@@ -70,8 +71,10 @@ VARIANTS = {
     "ours": ({}, {}),
     # oneDNN off: TF's plain Eigen kernels instead of the oneDNN graph rewrites.
     "ours_noonednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
-    # XLA-compiled host call (train loop / predict step).
+    # XLA-compiled host call (train loop / predict step; the latter is ours' default).
     "ours_xla": ({}, {"jit_compile": True}),
+    # Inference op by op (--xla_inference=false).
+    "ours_noxla": ({}, {"jit_compile": False}),
     # Without fused_ops (GELU, LayerNorm, ... as chains of plain TensorFlow ops).
     "ours_unfused": ({"BERT_FUSED_OPS": "0"}, {}),
 }
@@ -147,7 +150,8 @@ def setup_ours(shape, mode, workdir, options):
     strategy = training.create_strategy("one_device")
     tf.random.set_seed(0)
     model = training.build_classifier(config, NUM_LABELS, strategy)
-    jit = bool(options.get("jit_compile"))
+    # run_classifier's defaults: training op by op (with fused_ops), eval/predict XLA-compiled.
+    jit = bool(options.get("jit_compile", mode != "train"))
 
     if mode == "train":
         name_to_variable = checkpoints.variables_by_checkpoint_name(model)
@@ -507,7 +511,7 @@ def main():
     parser.add_argument("--warmup", default="",
                         help="untimed steps after the first (tracing + 1 step) call; default "
                              + ",".join(f"{k}={v}" for k, v in DEFAULT_WARMUP.items()))
-    parser.add_argument("--variants", default="ours_xla",
+    parser.add_argument("--variants", default="",
                         help="ours variants added as extra columns (" + ", ".join(
                             v for v in VARIANTS if v != "ours") + "); '' for none")
     parser.add_argument("--variant_modes", default="infer",
