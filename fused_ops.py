@@ -35,6 +35,19 @@ def _xla(fn):
     return tf.function(fn, jit_compile=True, autograph=False)
 
 
+def _fused_elementwise(forward, backward):
+    """An elementwise y = f(x) whose forward(x) and backward(x, dy) are each one XLA
+    computation; only x is kept for the backward."""
+    forward_xla, backward_xla = _xla(forward), _xla(backward)
+
+    @tf.custom_gradient
+    def fused(x):
+        def grad(dy):
+            return backward_xla(x, dy)
+        return forward_xla(x), grad
+    return fused
+
+
 # ---------------------------------------------------------------------------------------------
 # GELU, tanh approximation (Google BERT's "gelu"): 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
 
@@ -53,15 +66,7 @@ def _gelu_tanh_backward(x, dy):
     return tf.cast(tf.cast(dy, tf.float32) * slope, dy.dtype)
 
 
-_gelu_tanh_forward_xla = _xla(_gelu_tanh_forward)
-_gelu_tanh_backward_xla = _xla(_gelu_tanh_backward)
-
-
-@tf.custom_gradient
-def _gelu_tanh_fused(x):
-    def grad(dy):
-        return _gelu_tanh_backward_xla(x, dy)
-    return _gelu_tanh_forward_xla(x), grad
+_gelu_tanh_fused = _fused_elementwise(_gelu_tanh_forward, _gelu_tanh_backward)
 
 
 def gelu_tanh(x: tf.Tensor) -> tf.Tensor:
@@ -87,15 +92,7 @@ def _gelu_erf_backward(x, dy):
     return tf.cast(tf.cast(dy, tf.float32) * (cdf + xf * pdf), dy.dtype)
 
 
-_gelu_erf_forward_xla = _xla(_gelu_erf_forward)
-_gelu_erf_backward_xla = _xla(_gelu_erf_backward)
-
-
-@tf.custom_gradient
-def _gelu_erf_fused(x):
-    def grad(dy):
-        return _gelu_erf_backward_xla(x, dy)
-    return _gelu_erf_forward_xla(x), grad
+_gelu_erf_fused = _fused_elementwise(_gelu_erf_forward, _gelu_erf_backward)
 
 
 def gelu_erf(x: tf.Tensor) -> tf.Tensor:
