@@ -134,21 +134,14 @@ _layer_norm_forward_xla = _xla(_layer_norm_forward)
 _layer_norm_backward_xla = _xla(_layer_norm_backward)
 
 
-def _layer_norm_unfused(x, gamma, beta, epsilon):
-    xf = tf.cast(x, tf.float32)
-    mean, variance = tf.nn.moments(xf, axes=[-1], keepdims=True)
-    scale = tf.math.rsqrt(variance + epsilon) * gamma
-    return tf.cast(xf * scale + (beta - mean * scale), x.dtype)
-
-
 def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
     """LayerNorm of x [..., H] (any float dtype; statistics in float32) with float32 gamma and
     beta [H]; the original's formula (tf.contrib.layers.layer_norm). The backward keeps only
     x and the per-row mean and 1/std."""
     gamma = tf.convert_to_tensor(gamma)
     beta = tf.convert_to_tensor(beta)
-    if not ENABLED:
-        return _layer_norm_unfused(x, gamma, beta, epsilon)
+    if not ENABLED:  # the same formula as plain ops, differentiated by TensorFlow
+        return _layer_norm_forward(x, gamma, beta, epsilon)[0]
 
     @tf.custom_gradient
     def fused(x, gamma, beta):
@@ -201,11 +194,8 @@ def attention_probs(scores: tf.Tensor, adder: tf.Tensor, scale: float,
     if use_dropout:
         keep = tf.random.uniform(tf.shape(scores), dtype=tf.float32) >= dropout_rate
     keep_prob = 1.0 - dropout_rate
-    if not ENABLED:
-        probs = tf.nn.softmax(tf.cast(scores, tf.float32) * scale + tf.cast(adder, tf.float32))
-        if keep is not None:
-            probs = tf.where(keep, probs * (1.0 / keep_prob), 0.0)
-        return tf.cast(probs, scores.dtype)
+    if not ENABLED:  # the same formula as plain ops, differentiated by TensorFlow
+        return _attention_probs_forward(scores, adder, keep, scale, keep_prob)[0]
 
     @tf.custom_gradient
     def fused(scores):
