@@ -389,3 +389,46 @@ def test_mirrored_strategy_equals_single_device(tmp_path, repo_root):
     assert result["moved"] > 1e-3
     assert len(result["keys"]) == 12
     assert result["max_abs_diff"] < 1e-6
+
+
+def _ancestors(op):
+    """Every op `op` depends on, through data and control edges."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_update_reads_state_only_after_the_gradient(sparse):
+    # Memory, not values: a read of m, v or the parameter that does not wait for the gradient
+    # lets the executor run `beta_1 * m` etc. at the start of the training step and keep those
+    # parameter-sized tensors alive through the forward and backward pass.
+    var = tf.Variable(tf.ones([4, 3]), name="w")
+    opt = optimization.AdamWeightDecay(0.1, weight_decay_rate=0.01,
+                                       name_to_variable={"layer/kernel": var})
+    opt.build([var])
+
+    @tf.function
+    def step(x):
+        grad = tf.square(x, name="the_gradient")
+        if sparse:
+            grad = tf.IndexedSlices(grad[:2], tf.constant([0, 2]), tf.constant([4, 3]))
+        opt.apply_gradients([(grad, var)])
+
+    graph = step.get_concrete_function(tf.TensorSpec([4, 3])).graph
+    gradient_op = graph.get_operation_by_name("the_gradient")
+    reads = [op for op in graph.get_operations()
+             if op.type == "ReadVariableOp" and op.outputs[0].shape == [4, 3]]
+    # m, v and the parameter (for the decay), each read once, after the gradient.
+    early = sorted(op.name for op in reads if gradient_op not in _ancestors(op))
+    assert len(reads) >= 3 and not early, early
+    arithmetic = [op for op in graph.get_operations()
+                  if op.type in ("Mul", "AddV2", "RealDiv", "Sqrt", "Square")
+                  and op.outputs[0].shape == [4, 3] and op is not gradient_op]
+    assert len(arithmetic) >= 8
+    assert all(gradient_op in _ancestors(op) for op in arithmetic)
