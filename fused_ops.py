@@ -1,4 +1,4 @@
-"""Elementwise parts of BERT as single fused kernels with hand-written gradients.
+"""Parts of BERT as fused kernels with hand-written gradients that keep little for the backward.
 
 TensorFlow runs `tf.nn.gelu` or a LayerNorm written with `tf.nn.moments` as a chain of
 separate elementwise ops, each one a full pass over a [tokens, width] tensor, and its autodiff
@@ -10,6 +10,13 @@ which XLA fuses into one loop), joined by `tf.custom_gradient`, so:
 * the forward is one pass and keeps only its input (and, for LayerNorm, two per-row floats);
 * the backward is one pass that recomputes what it needs from that input.
 
+Three functions go further and recompute in the backward what autodiff would keep: dropout keeps
+only its boolean mask (not its input), `activation_dense` keeps the pre-activation but not the
+activation's output, and `attention_context` keeps the probabilities but not their dropped
+copy. A recomputation waits for the incoming gradient (a control dependency): TensorFlow's
+executor otherwise runs any op whose inputs are ready, and would recompute during the forward
+pass and keep the result after all.
+
 The matrix products stay outside, on TensorFlow's own (oneDNN) kernels. The formulas are the
 same as the unfused ones; XLA evaluates tanh/erf with its own polynomial approximations, so
 values agree with them to float32 rounding (tests/test_fused_ops.py bounds the differences).
@@ -19,6 +26,7 @@ caller back to the plain TensorFlow ops, e.g. on a TensorFlow build without XLA.
 """
 import math
 import os
+from typing import Callable
 
 import tensorflow as tf
 
@@ -28,6 +36,13 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_CUBIC = 0.044715
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# The public functions are straight-line Python around tf.functions and tf.custom_gradient.
+# AutoGraph (which converts what a tf.function calls) has nothing to convert in them, and
+# converting the closures below mixed up which tf.function a closure called in a test run
+# ("_gelu_tanh_backward() missing 1 required positional argument"), so it is kept out.
+_plain_python = tf.autograph.experimental.do_not_convert
 
 
 def _xla(fn):
@@ -69,6 +84,7 @@ def _gelu_tanh_backward(x, dy):
 _gelu_tanh_fused = _fused_elementwise(_gelu_tanh_forward, _gelu_tanh_backward)
 
 
+@_plain_python
 def gelu_tanh(x: tf.Tensor) -> tf.Tensor:
     """tanh-approximated GELU of any shape/float dtype; the same values as
     tf.nn.gelu(x, approximate=True), computed in float32."""
@@ -95,6 +111,7 @@ def _gelu_erf_backward(x, dy):
 _gelu_erf_fused = _fused_elementwise(_gelu_erf_forward, _gelu_erf_backward)
 
 
+@_plain_python
 def gelu_erf(x: tf.Tensor) -> tf.Tensor:
     """Exact GELU of any shape/float dtype; the same values as tf.nn.gelu(x, approximate=False),
     computed in float32."""
@@ -134,6 +151,7 @@ _layer_norm_forward_xla = _xla(_layer_norm_forward)
 _layer_norm_backward_xla = _xla(_layer_norm_backward)
 
 
+@_plain_python
 def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
     """LayerNorm of x [..., H] (any float dtype; statistics in float32) with float32 gamma and
     beta [H]; the original's formula (tf.contrib.layers.layer_norm). The backward keeps only
@@ -155,16 +173,100 @@ def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) 
 
 
 # ---------------------------------------------------------------------------------------------
-# Attention probabilities: dropout(softmax(scores * scale + adder))
+# Dropout: where(keep, x / keep_prob, 0)
+
+def _random_keep_mask(x, rate):
+    """A boolean mask shaped like x, True with probability 1 - rate: tf.nn.dropout's test
+    (uniform >= rate), from tf.random.uniform, so --seed / tf.random.set_seed reproduce it."""
+    return tf.random.uniform(tf.shape(x), dtype=tf.float32) >= rate
+
+
+def _dropout_forward(x, keep, scale):
+    return tf.where(keep, x * tf.cast(scale, x.dtype), tf.zeros([], x.dtype))
+
+
+_dropout_xla = _xla(_dropout_forward)
+
+
+@_plain_python
+def dropout(x: tf.Tensor, rate: float, training: bool = False) -> tf.Tensor:
+    """Inverted dropout of x (any shape/float dtype) while training; x unchanged otherwise.
+
+    tf.nn.dropout's values (x * 1/(1 - rate) where uniform >= rate, else 0), but its backward
+    keeps only the boolean mask: tf.nn.dropout's autodiff also keeps x, a full float tensor
+    per dropout site.
+    """
+    if not training or rate <= 0:
+        return x
+    keep = _random_keep_mask(x, rate)
+    scale = 1.0 / (1.0 - rate)
+    if not ENABLED:
+        return _dropout_forward(x, keep, scale)
+
+    @tf.custom_gradient
+    def fused(x):
+        def grad(dy):
+            return _dropout_xla(dy, keep, scale)
+        return _dropout_xla(x, keep, scale), grad
+
+    return fused(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense layer after an activation, y = activation(x) @ kernel + bias, keeping x only
+
+@_plain_python
+def activation_dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
+                     activation: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """y [T, out] = activation(x) @ kernel + bias for x [T, in], kernel [in, out], bias [out].
+
+    The backward recomputes activation(x) from x instead of keeping it: in BERT's feed-forward
+    block x and activation(x) are both [tokens, intermediate_size], the largest tensors of a
+    layer after the attention probabilities, and autodiff of the plain form keeps both. The
+    recomputation waits for the incoming gradient, so the executor cannot run it early.
+    """
+    # Variables (a mixed-precision policy's AutoCastVariables too) as tensors in their
+    # compute dtype: the gradient reaches them through the read.
+    kernel = tf.convert_to_tensor(kernel)
+    bias = tf.convert_to_tensor(bias)
+    if not ENABLED:
+        return tf.nn.bias_add(tf.matmul(activation(x), kernel), bias)
+
+    @tf.custom_gradient
+    def fused(x, kernel, bias):
+        y = tf.nn.bias_add(tf.matmul(activation(x), kernel), bias)
+
+        def grad(dy):
+            with tf.control_dependencies([dy]):
+                x_again = tf.identity(x)
+            with tf.GradientTape() as tape:
+                tape.watch(x_again)
+                h = activation(x_again)
+            d_kernel = tf.matmul(h, dy, transpose_a=True)
+            d_h = tf.matmul(dy, kernel, transpose_b=True)
+            d_x = tape.gradient(h, x_again, output_gradients=d_h)
+            return d_x, d_kernel, tf.reduce_sum(dy, axis=0)
+        return y, grad
+
+    return fused(x, kernel, bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention: dropout(softmax(scores * scale + adder)) @ value
 
 def _attention_probs_forward(scores, adder, keep, scale, keep_prob):
     logits = tf.cast(scores, tf.float32) * scale + tf.cast(adder, tf.float32)
     probs = tf.nn.softmax(logits, axis=-1)
     if keep is None:
-        dropped = probs
-    else:
-        dropped = tf.where(keep, probs * (1.0 / keep_prob), 0.0)
+        return tf.cast(probs, scores.dtype), probs
+    dropped = tf.where(keep, probs * (1.0 / keep_prob), 0.0)
     return tf.cast(dropped, scores.dtype), probs
+
+
+def _attention_dropped(probs, keep, keep_prob, dtype):
+    if keep is None:
+        return tf.cast(probs, dtype)
+    return tf.cast(tf.where(keep, probs * (1.0 / keep_prob), 0.0), dtype)
 
 
 def _attention_probs_backward(d_dropped, probs, keep, scale, keep_prob):
@@ -176,33 +278,40 @@ def _attention_probs_backward(d_dropped, probs, keep, scale, keep_prob):
 
 
 _attention_probs_forward_xla = _xla(_attention_probs_forward)
+_attention_dropped_xla = _xla(_attention_dropped)
 _attention_probs_backward_xla = _xla(_attention_probs_backward)
 
 
-def attention_probs(scores: tf.Tensor, adder: tf.Tensor, scale: float,
-                    dropout_rate: float = 0.0, training: bool = False) -> tf.Tensor:
-    """The attention probabilities of Google's modeling.py, in one fused pass:
-    softmax(scores * scale + adder) over the last axis, then (training only) dropout.
+@_plain_python
+def attention_context(scores: tf.Tensor, adder: tf.Tensor, value: tf.Tensor, scale: float,
+                      dropout_rate: float = 0.0, training: bool = False) -> tf.Tensor:
+    """The attention of Google's modeling.py from the raw query.key products on:
+    dropout(softmax(scores * scale + adder)) @ value, dropout only while training.
 
-    scores [B, N, S_q, S_k] (the raw query.key products); adder broadcastable to it (0 for
-    real tokens, -10000 for padding); softmax in float32, result in scores.dtype. The backward
-    keeps the probabilities and the dropout's boolean keep-mask. The mask comes from
-    tf.random.uniform, so --seed / tf.random.set_seed reproduce it.
+    scores [B, N, S_q, S_k]; adder broadcastable to it (0 for real tokens, -10000 for padding);
+    value [B, N, S_k, D]; returns the context [B, N, S_q, D] in scores.dtype. Softmax in
+    float32. The backward keeps the float32 probabilities and the dropout's boolean keep-mask,
+    and recomputes the dropped probabilities (an [B, N, S, S] tensor autodiff of the matmul
+    would keep) once the incoming gradient exists. The mask comes from tf.random.uniform, so
+    --seed / tf.random.set_seed reproduce it.
     """
-    use_dropout = training and dropout_rate > 0
-    keep = None
-    if use_dropout:
-        keep = tf.random.uniform(tf.shape(scores), dtype=tf.float32) >= dropout_rate
+    keep = _random_keep_mask(scores, dropout_rate) if training and dropout_rate > 0 else None
     keep_prob = 1.0 - dropout_rate
     if not ENABLED:  # the same formula as plain ops, differentiated by TensorFlow
-        return _attention_probs_forward(scores, adder, keep, scale, keep_prob)[0]
+        return tf.matmul(_attention_probs_forward(scores, adder, keep, scale, keep_prob)[0], value)
 
     @tf.custom_gradient
-    def fused(scores):
+    def fused(scores, value):
         dropped, probs = _attention_probs_forward_xla(scores, adder, keep, scale, keep_prob)
+        context = tf.matmul(dropped, value)
 
-        def grad(d_dropped):
-            return _attention_probs_backward_xla(d_dropped, probs, keep, scale, keep_prob)
-        return dropped, grad
+        def grad(d_context):
+            with tf.control_dependencies([d_context]):
+                dropped_again = _attention_dropped_xla(probs, keep, keep_prob, scores.dtype)
+            d_value = tf.matmul(dropped_again, d_context, transpose_a=True)
+            d_dropped = tf.matmul(d_context, value, transpose_b=True)
+            d_scores = _attention_probs_backward_xla(d_dropped, probs, keep, scale, keep_prob)
+            return d_scores, d_value
+        return context, grad
 
-    return fused(scores)
+    return fused(scores, value)

@@ -153,15 +153,23 @@ def get_shape_list(tensor: tf.Tensor) -> List[Union[int, tf.Tensor]]:
 
 
 class Dense(tf_keras.layers.Layer):
-    """y = x @ kernel + bias on a [tokens, in] matrix; kernel [in, out] as in Google's checkpoints."""
+    """y = activation(input_activation(x) @ kernel + bias) on a [tokens, in] matrix; kernel
+    [in, out] as in Google's checkpoints. Either activation may be None.
+
+    input_activation is the previous layer's activation moved here (the feed-forward block's
+    GELU): fused_ops.activation_dense recomputes it in the backward pass instead of keeping its
+    [tokens, in] output.
+    """
 
     def __init__(self, input_size: int, units: int, initializer_range: float,
-                 activation: Optional[Callable] = None, **kwargs):
+                 activation: Optional[Callable] = None,
+                 input_activation: Optional[Callable] = None, **kwargs):
         super().__init__(**kwargs)
         self.input_size = input_size
         self.units = units
         self.initializer_range = initializer_range
         self.activation = activation
+        self.input_activation = input_activation
 
     def build(self, input_shape=None):
         self.kernel = self.add_weight(
@@ -172,8 +180,11 @@ class Dense(tf_keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        # MatMul + BiasAdd is the pattern grappler fuses into one oneDNN op (GELU is fused_ops).
-        y = tf.nn.bias_add(tf.matmul(x, self.kernel), self.bias)
+        if self.input_activation is not None:
+            y = fused_ops.activation_dense(x, self.kernel, self.bias, self.input_activation)
+        else:
+            # MatMul + BiasAdd is the pattern grappler fuses into one oneDNN op.
+            y = tf.nn.bias_add(tf.matmul(x, self.kernel), self.bias)
         if self.activation is not None:
             y = self.activation(y)
         return y
@@ -210,7 +221,6 @@ class BertEmbeddings(tf_keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.LayerNorm = LayerNorm(config.hidden_size, name="LayerNorm")
-        self.dropout = tf_keras.layers.Dropout(config.hidden_dropout_prob)
 
     def build(self, input_shape=None):
         c = self.config
@@ -241,9 +251,7 @@ class BertEmbeddings(tf_keras.layers.Layer):
         x = batch_words + tf.cast(positions, batch_words.dtype)[tf.newaxis]
         x = tf.reshape(x, [-1, self.config.hidden_size])
         x = self.LayerNorm(x)
-        if self.config.hidden_dropout_prob > 0:
-            x = self.dropout(x, training=training)
-        return x
+        return fused_ops.dropout(x, self.config.hidden_dropout_prob, training=training)
 
 
 class BertSelfAttention(tf_keras.layers.Layer):
@@ -277,23 +285,25 @@ class BertSelfAttention(tf_keras.layers.Layer):
         k = heads(self.key(x))
         v = heads(self.value(x))
         scores = tf.matmul(q, k, transpose_b=True)  # [B, N, S, S]
-        # softmax(scores / sqrt(D) + adder), then dropout while training: one fused pass.
-        probs = fused_ops.attention_probs(
-            scores, attention_adder, 1.0 / math.sqrt(self.head_size),
-            self.config.attention_probs_dropout_prob, training=training)
-        context = tf.matmul(probs, v)  # [B, N, S, D]
+        # dropout(softmax(scores / sqrt(D) + adder)) @ v: softmax and dropout in one fused pass.
+        context = fused_ops.attention_context(
+            scores, attention_adder, v, 1.0 / math.sqrt(self.head_size),
+            self.config.attention_probs_dropout_prob, training=training)  # [B, N, S, D]
         context = tf.transpose(context, [0, 2, 1, 3])
         return tf.reshape(context, [-1, self.config.hidden_size])
 
 
 class BertSelfOutput(tf_keras.layers.Layer):
-    """dense -> dropout -> LayerNorm(x + residual): the original's attention/output block."""
+    """dense -> dropout -> LayerNorm(x + residual): the original's attention/output block and,
+    with input_activation = the hidden activation, its layer/output block (whose input is then
+    BertIntermediate's pre-activation)."""
 
-    def __init__(self, config: BertConfig, input_size: int, **kwargs):
+    def __init__(self, config: BertConfig, input_size: int,
+                 input_activation: Optional[Callable] = None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.dense = Dense(input_size, config.hidden_size, config.initializer_range, name="dense")
-        self.dropout = tf_keras.layers.Dropout(config.hidden_dropout_prob)
+        self.dense = Dense(input_size, config.hidden_size, config.initializer_range,
+                           input_activation=input_activation, name="dense")
         self.LayerNorm = LayerNorm(config.hidden_size, name="LayerNorm")
 
     def build(self, input_shape=None):
@@ -302,9 +312,7 @@ class BertSelfOutput(tf_keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor, residual: tf.Tensor, training: bool = False) -> tf.Tensor:
-        x = self.dense(x)
-        if self.config.hidden_dropout_prob > 0:
-            x = self.dropout(x, training=training)
+        x = fused_ops.dropout(self.dense(x), self.config.hidden_dropout_prob, training=training)
         return self.LayerNorm(x + residual)
 
 
@@ -329,12 +337,17 @@ class BertAttention(tf_keras.layers.Layer):
 
 
 class BertIntermediate(tf_keras.layers.Layer):
-    """The feed-forward expansion: dense to intermediate_size with the hidden activation."""
+    """The feed-forward expansion: dense to intermediate_size, [B*S, H] -> [B*S, I].
+
+    Returns the pre-activation: the hidden activation is applied by the layer's output block,
+    fused with its matrix product (Dense.input_activation), so that the backward pass does not
+    keep a second [B*S, I] tensor.
+    """
 
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(**kwargs)
         self.dense = Dense(config.hidden_size, config.intermediate_size, config.initializer_range,
-                           activation=get_activation(config.hidden_act), name="dense")
+                           name="dense")
 
     def build(self, input_shape=None):
         _build_child(self.dense)
@@ -351,7 +364,9 @@ class BertLayer(tf_keras.layers.Layer):
         super().__init__(**kwargs)
         self.attention = BertAttention(config, name="attention")
         self.intermediate = BertIntermediate(config, name="intermediate")
-        self.output_block = BertSelfOutput(config, config.intermediate_size, name="output")
+        self.output_block = BertSelfOutput(
+            config, config.intermediate_size, input_activation=get_activation(config.hidden_act),
+            name="output")
 
     def build(self, input_shape=None):
         _build_child(self.attention)
@@ -362,8 +377,8 @@ class BertLayer(tf_keras.layers.Layer):
     def call(self, x, attention_adder, batch_size, seq_length, training=False):
         attention_output = self.attention(x, attention_adder, batch_size, seq_length,
                                           training=training)
-        intermediate = self.intermediate(attention_output)
-        return self.output_block(intermediate, attention_output, training=training)
+        pre_activation = self.intermediate(attention_output)
+        return self.output_block(pre_activation, attention_output, training=training)
 
 
 class BertEncoder(tf_keras.layers.Layer):
@@ -533,8 +548,8 @@ class BertClassifier(tf_keras.Model):
         self.config = self.bert.config
         # The original hard-codes 0.1; a config may set `classifier_dropout_prob` (e.g. 0 for
         # exactly reproducible multi-replica comparisons).
-        self.dropout = tf_keras.layers.Dropout(
-            getattr(self.config, "classifier_dropout_prob", CLASSIFIER_DROPOUT_RATE))
+        self.dropout_rate = getattr(self.config, "classifier_dropout_prob",
+                                    CLASSIFIER_DROPOUT_RATE)
 
     def build(self, input_shape=None):
         _build_child(self.bert)
@@ -553,7 +568,7 @@ class BertClassifier(tf_keras.Model):
     def call(self, input_ids, input_mask=None, segment_ids=None, training=False):
         outputs = self.bert(input_ids, input_mask, segment_ids, training=training)
         pooled = outputs["pooled_output"]
-        pooled = self.dropout(pooled, training=training)
+        pooled = fused_ops.dropout(pooled, self.dropout_rate, training=training)
         logits = tf.matmul(pooled, self.output_weights, transpose_b=True)
         logits = tf.nn.bias_add(logits, self.output_bias)
         return tf.cast(logits, tf.float32)

@@ -122,59 +122,169 @@ def _attention_inputs(dtype=np.float32):
     mask = np.ones((2, 6), np.float32)
     mask[1, 4:] = 0
     adder = ((1.0 - mask) * -10000.0).reshape(2, 1, 1, 6)
-    dy = rng.normal(size=scores.shape).astype(dtype)
-    return scores, adder, dy
+    value = rng.normal(size=(2, 3, 6, 5)).astype(dtype)
+    dy = rng.normal(size=(2, 3, 6, 5)).astype(dtype)
+    return scores, adder, value, dy
 
 
-def test_attention_probs_is_the_original_softmax_without_dropout():
-    scores, adder, dy = _attention_inputs()
-    scale = 1 / math.sqrt(8)
-    probs, (d_scores,) = _value_and_grads(
-        lambda s: fused_ops.attention_probs(s, adder, scale), [scores], dy)
+def _softmax_np(scores, adder, scale):
     logits = scores.astype(np.float64) * scale + adder
-    expected = np.exp(logits - logits.max(-1, keepdims=True))
-    expected /= expected.sum(-1, keepdims=True)
-    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return probs / probs.sum(-1, keepdims=True)
+
+
+def test_attention_context_is_the_original_attention_without_dropout():
+    scores, adder, value, dy = _attention_inputs()
+    scale = 1 / math.sqrt(8)
+    context, (d_scores, d_value) = _value_and_grads(
+        lambda s, v: fused_ops.attention_context(s, adder, v, scale), [scores, value], dy)
+    probs = _softmax_np(scores, adder, scale)
+    np.testing.assert_allclose(context, probs @ value, atol=1e-5)
     assert np.all(probs[1, :, :, 4:] < 1e-4)  # padding gets no attention
-    expected_grad = expected * (dy - (dy * expected).sum(-1, keepdims=True)) * scale
-    np.testing.assert_allclose(d_scores, expected_grad, atol=1e-6)
+    d_probs = dy @ np.swapaxes(value, -1, -2)
+    expected = probs * (d_probs - (d_probs * probs).sum(-1, keepdims=True)) * scale
+    np.testing.assert_allclose(d_scores, expected, atol=1e-5)
+    np.testing.assert_allclose(d_value, np.swapaxes(probs, -1, -2) @ dy, atol=1e-5)
     # training=True with rate 0 and training=False with a rate are the same function.
-    same = fused_ops.attention_probs(scores, adder, scale, 0.1, training=False).numpy()
-    np.testing.assert_array_equal(same, probs)
+    same = fused_ops.attention_context(scores, adder, value, scale, 0.1, training=False)
+    np.testing.assert_array_equal(same.numpy(), context)
 
 
-def test_attention_probs_dropout_matches_unfused_with_the_same_seed(unfused):
-    scores, adder, dy = _attention_inputs()
-    fn = lambda s: fused_ops.attention_probs(s, adder, 0.25, 0.3, training=True)  # noqa: E731
-    plain = _value_and_grads(fn, [scores], dy, seed=7)
+def test_attention_context_dropout_matches_unfused_with_the_same_seed(unfused):
+    scores, adder, value, dy = _attention_inputs()
+    fn = lambda s, v: fused_ops.attention_context(s, adder, v, 0.25, 0.3, training=True)  # noqa
+    plain = _value_and_grads(fn, [scores, value], dy, seed=7)
     fused_ops.ENABLED = True
-    fused = _value_and_grads(fn, [scores], dy, seed=7)
-    np.testing.assert_allclose(fused[0], plain[0], atol=1e-6)
-    np.testing.assert_allclose(fused[1][0], plain[1][0], atol=1e-6)
-    dropped = fused[0] == 0
-    assert 0.15 < dropped.mean() < 0.45  # about 30% of 216 probabilities
-    # Kept probabilities are scaled by 1 / keep_prob; the gradient flows through kept ones only.
-    probs = fused_ops.attention_probs(scores, adder, 0.25).numpy()
-    np.testing.assert_allclose(fused[0][~dropped], probs[~dropped] / 0.7, rtol=1e-6)
-    d = np.where(dropped, 0.0, dy / 0.7)
-    expected_grad = probs * (d - (d * probs).sum(-1, keepdims=True)) * 0.25
-    np.testing.assert_allclose(fused[1][0], expected_grad, atol=1e-6)
+    fused = _value_and_grads(fn, [scores, value], dy, seed=7)
+    np.testing.assert_allclose(fused[0], plain[0], atol=1e-5)
+    for a, b in zip(fused[1], plain[1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # The same mask again, to read it off: the dropped probabilities give the context.
+    tf.random.set_seed(7)
+    keep = (tf.random.uniform(scores.shape) >= 0.3).numpy()
+    assert 0.15 < 1 - keep.mean() < 0.45  # about 30% of 216 probabilities
+    dropped = np.where(keep, _softmax_np(scores, adder, 0.25) / 0.7, 0.0)
+    np.testing.assert_allclose(fused[0], dropped @ value, atol=1e-5)
+    np.testing.assert_allclose(fused[1][1], np.swapaxes(dropped, -1, -2) @ dy, atol=1e-5)
+
+
+def test_dropout_keeps_tf_nn_dropout_values_and_gradient(unfused):
+    x = np.random.default_rng(8).normal(size=(64, 32)).astype(np.float32)
+    dy = np.random.default_rng(9).normal(size=x.shape).astype(np.float32)
+    fn = lambda x: fused_ops.dropout(x, 0.25, training=True)  # noqa: E731
+    plain = _value_and_grads(fn, [x], dy, seed=11)
+    fused_ops.ENABLED = True
+    y, (dx,) = _value_and_grads(fn, [x], dy, seed=11)
+    np.testing.assert_array_equal(y, plain[0])
+    np.testing.assert_array_equal(dx, plain[1][0])
+    kept = y != 0
+    assert 0.2 < 1 - kept.mean() < 0.3
+    np.testing.assert_allclose(y[kept], x[kept] / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(dx, np.where(kept, dy / 0.75, 0.0), rtol=1e-6)
+    # tf.nn.dropout's test (uniform >= rate) on the same stream: the same mask.
+    tf.random.set_seed(11)
+    np.testing.assert_array_equal(
+        kept, (tf.random.uniform(x.shape) >= 0.25).numpy())
+    assert fused_ops.dropout(tf.constant(x), 0.25, training=False).numpy() is not None
+    np.testing.assert_array_equal(fused_ops.dropout(tf.constant(x), 0.25).numpy(), x)
+    np.testing.assert_array_equal(fused_ops.dropout(tf.constant(x), 0.0, training=True), x)
+
+
+@pytest.mark.parametrize("activation", ["gelu_tanh", "gelu_erf", "relu"])
+def test_activation_dense_values_and_gradients(activation, unfused):
+    rng = np.random.default_rng(10)
+    x = rng.normal(0, 2, (24, 16)).astype(np.float32)
+    kernel = rng.normal(0, 0.3, (16, 8)).astype(np.float32)
+    bias = rng.normal(size=8).astype(np.float32)
+    dy = rng.normal(size=(24, 8)).astype(np.float32)
+    act = tf.nn.relu if activation == "relu" else getattr(fused_ops, activation)
+    fn = lambda x, k, b: fused_ops.activation_dense(x, k, b, act)  # noqa: E731
+    plain = _value_and_grads(fn, [x, kernel, bias], dy)
+    fused_ops.ENABLED = True
+    fused = _value_and_grads(fn, [x, kernel, bias], dy)
+    np.testing.assert_allclose(fused[0], plain[0], atol=1e-5)
+    for a, b in zip(fused[1], plain[1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # Against float64: y = act(x) @ kernel + bias and its three gradients.
+    h = act(tf.constant(x, tf.float64)).numpy() if activation == "relu" else None
+    if h is None:
+        h = (_gelu_tanh_np if activation == "gelu_tanh" else _gelu_erf_np)(x.astype(np.float64))
+    np.testing.assert_allclose(fused[0], h @ kernel + bias, atol=1e-4)
+    np.testing.assert_allclose(fused[1][1], h.T @ dy, atol=1e-4)
+    np.testing.assert_allclose(fused[1][2], dy.sum(0), atol=1e-4)
+
+
+_PEAK_SCRIPT = """
+import os, sys, json
+os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+os.environ["BERT_FUSED_OPS"] = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import tensorflow as tf
+import fused_ops, modeling
+tf.config.threading.set_inter_op_parallelism_threads(1)  # one op at a time: repeatable peaks
+config = modeling.BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=int(sys.argv[3]),
+                             num_attention_heads=4, intermediate_size=1024,
+                             max_position_embeddings=64)
+model = modeling.BertClassifier(config, 2)
+ids = tf.ones([32, 64], tf.int32)
+labels = tf.zeros([32], tf.int32)
+
+@tf.function
+def step():
+    with tf.GradientTape() as tape:
+        logits = model(ids, ids, tf.zeros_like(ids), training=True)
+        loss = tf.reduce_mean(modeling.classifier_loss(logits, labels, 2))
+    return tape.gradient(loss, model.trainable_variables)
+
+step()
+before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+tf.config.experimental.reset_memory_stats("CPU:0")
+step()
+print(json.dumps(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before))
+"""
+
+
+def test_fused_training_step_holds_less_memory(repo_root):
+    # What the fused ops are for, measured by TensorFlow's own allocator statistics (BFC): the
+    # peak tensor memory of a forward + backward step, and how much each layer adds to it
+    # (what the layer keeps for the backward pass). Per layer the fused ops keep the feed-
+    # forward pre-activation [tokens, intermediate], the attention probabilities, boolean
+    # dropout masks and [tokens, hidden] tensors; autodiff of the plain ops (or a recomputation
+    # the executor runs early) also keeps the GELU output, the dropped probabilities, the
+    # dropout inputs and intermediates of softmax/LayerNorm/GELU.
+    import json
+    import subprocess
+    import sys
+
+    def peak(fused, layers):
+        out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fused, repo_root, str(layers)],
+                             capture_output=True, text=True, timeout=300, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1]) / 2**20
+
+    activation_mb = 32 * 64 * 1024 * 4 / 2**20  # one [tokens, intermediate] float32 tensor
+    fused_2, fused_8, plain_2 = peak("1", 2), peak("1", 8), peak("0", 2)
+    assert fused_2 < 0.6 * plain_2, (fused_2, plain_2)
+    per_layer = (fused_8 - fused_2) / 6
+    # Measured: 2.2 activations per layer (before recomputing the GELU output and the dropped
+    # probabilities, and before the boolean-mask dropout: 3.5; plain ops: 6.3).
+    assert per_layer < 2.6 * activation_mb, per_layer / activation_mb
 
 
 def test_fused_ops_work_under_tf_function_xla_and_bfloat16():
-    scores, adder, dy = _attention_inputs()
+    scores, adder, value, dy = _attention_inputs()
     x = np.random.default_rng(6).normal(size=(8, 16)).astype(np.float32)
     gamma, beta = np.ones(16, np.float32), np.zeros(16, np.float32)
 
-    def block(x, scores):
+    def block(x, scores, value):
         h = fused_ops.gelu_tanh(x) + fused_ops.gelu_erf(x)
         h = fused_ops.layer_norm(h, gamma, beta, 1e-12)
-        return h, fused_ops.attention_probs(scores, adder, 0.5)
+        return h, fused_ops.attention_context(scores, adder, value, 0.5)
 
-    eager = block(x, scores)
+    eager = block(x, scores, value)
     for fn in (tf.function(block), tf.function(block, jit_compile=True)):
-        for a, b in zip(fn(x, scores), eager):
-            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    h16, p16 = block(tf.cast(x, tf.bfloat16), tf.cast(scores, tf.bfloat16))
-    assert h16.dtype == tf.bfloat16 and p16.dtype == tf.bfloat16
+        for a, b in zip(fn(x, scores, value), eager):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    h16, c16 = block(tf.cast(x, tf.bfloat16), tf.cast(scores, tf.bfloat16),
+                     tf.cast(value, tf.bfloat16))
+    assert h16.dtype == tf.bfloat16 and c16.dtype == tf.bfloat16
     np.testing.assert_allclose(tf.cast(h16, tf.float32).numpy(), eager[0].numpy(), atol=0.05)

@@ -149,7 +149,7 @@ def test_classifier_dropout_prob_config():
     no_dropout = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     ids, mask, type_ids = _random_inputs()
     default = modeling.BertClassifier(modeling.BertConfig(**no_dropout), num_labels=3)
-    assert default.dropout.rate == 0.1
+    assert default.dropout_rate == 0.1
     off = modeling.BertClassifier(
         modeling.BertConfig.from_dict(dict(no_dropout, classifier_dropout_prob=0.0)), 3)
     np.testing.assert_array_equal(off(ids, mask, type_ids, training=True).numpy(),
