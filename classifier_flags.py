@@ -122,6 +122,13 @@ flags.DEFINE_bool(
     "(bench/README.md). Results may differ from --noxla_inference in the last float32 bits; "
     "--xla_inference=false runs TensorFlow's ops one by one.")
 
+flags.DEFINE_integer(
+    "inference_micro_batch_size", 16,
+    "Eval and predict run the model on at most this many examples at a time inside each "
+    "eval/predict batch (0 = the whole batch at once). Bounds the activation memory (the "
+    "attention scores alone are batch x heads x seq x seq floats) without changing results "
+    "or the batch-size flags.", lower_bound=0)
+
 REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file", "output_dir")
 
 

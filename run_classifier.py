@@ -16,9 +16,10 @@ import tempfile
 
 # tf_keras (Keras 2) for every tf.keras use, set before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# CPU tensors from TensorFlow's BFC allocator, which reuses freed blocks, instead of glibc
-# malloc, whose per-thread arenas each keep their own freed memory: -7 to -15% peak RSS in
-# training at the same speed (bench/README.md). A value in the environment wins.
+# CPU tensors from TensorFlow's BFC allocator, which keeps one pool and reuses its blocks,
+# instead of glibc malloc, whose per-thread arenas (the input pipeline's threads too) each keep
+# their own freed memory: lower peak RSS in training and in eval/predict (bench/README.md).
+# A value in the environment wins.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import tensorflow as tf  # noqa: E402
@@ -176,7 +177,7 @@ def main(_):
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
             num_batches=-(-num_eval_records // FLAGS.eval_batch_size),
-            jit_compile=FLAGS.xla_inference)
+            jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size)
         training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
         training.write_eval_summaries(FLAGS.output_dir, result)
 
@@ -190,7 +191,7 @@ def main(_):
         probabilities = training.predict(
             model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,
             drop_remainder=pad, num_examples=len(predict_examples), progress_bar=progress,
-            jit_compile=FLAGS.xla_inference)
+            jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size)
         output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
         num_written_lines = training.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == len(predict_examples)

@@ -196,8 +196,9 @@ def build_classifier(bert_config: modeling.BertConfig, num_labels: int,
     """A BertClassifier with all variables created under the strategy's scope."""
     with strategy.scope():
         model = modeling.BertClassifier(bert_config, num_labels)
-        ones = tf.ones([1, 2], tf.int32)
-        model(ones, ones, tf.zeros([1, 2], tf.int32), training=False)
+        # Variables only: an eager dummy forward pass would also compile every fused kernel
+        # (fused_ops.py) for a shape no later step uses.
+        model.build_variables()
     return model
 
 
@@ -406,11 +407,58 @@ def _maybe_xla(step_fn, jit_compile: bool, strategy: tf.distribute.Strategy):
     return tf.function(step_fn, jit_compile=True)
 
 
+def inference_logits(model: modeling.BertClassifier, batch: Dict[str, tf.Tensor],
+                     micro_batch_size: int = 0) -> tf.Tensor:
+    """model(...) logits [B, num_labels] (training=False) for a batch of features [B, S],
+    computed micro_batch_size examples at a time (0: the whole batch at once).
+
+    The micro-batches run in a loop inside the step (one XLA while loop when compiled), so the
+    activations held at once -- [m, heads, S, S] attention scores, [m*S, intermediate] feed-
+    forward -- scale with micro_batch_size instead of the batch size. The last micro-batch is
+    padded with all-padding rows, whose logits are dropped.
+    """
+    ids, mask, segments = batch["input_ids"], batch["input_mask"], batch["segment_ids"]
+    static_batch = ids.shape[0]
+    if not micro_batch_size or (static_batch is not None and static_batch <= micro_batch_size):
+        return model(ids, mask, segments, training=False)
+    batch_size = tf.shape(ids)[0]
+    num_micro = (batch_size + micro_batch_size - 1) // micro_batch_size
+    padding = num_micro * micro_batch_size - batch_size
+
+    def fold(t):  # [B, S] -> [num_micro, micro_batch_size, S]
+        t = tf.pad(t, [[0, padding], [0, 0]])
+        return tf.reshape(t, [num_micro, micro_batch_size, -1])
+
+    logits = tf.map_fn(lambda xs: model(*xs, training=False),
+                       (fold(ids), fold(mask), fold(segments)),
+                       fn_output_signature=tf.TensorSpec([micro_batch_size, model.num_labels],
+                                                         tf.float32))
+    return tf.reshape(logits, [-1, model.num_labels])[:batch_size]
+
+
+def make_predict_step(model: modeling.BertClassifier, strategy: tf.distribute.Strategy,
+                      jit_compile: bool = False, micro_batch_size: int = 0):
+    """predict's host call: a tf.function mapping one distributed batch of features to the
+    per-replica softmax probabilities [local batch, num_labels] (float32)."""
+
+    def predict_step(batch):
+        return tf.nn.softmax(inference_logits(model, batch, micro_batch_size), axis=-1)
+
+    step = _maybe_xla(predict_step, jit_compile, strategy)
+
+    @tf.function
+    def run_step(batch):
+        return strategy.run(step, args=(batch,))
+    return run_step
+
+
 def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, seq_length: int,
              eval_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
              global_step: int, progress_bar: Optional[bool] = None,
-             num_batches: Optional[int] = None, jit_compile: bool = False) -> Dict[str, object]:
-    """The original's EVAL metrics over eval_file (the model step XLA-compiled if jit_compile).
+             num_batches: Optional[int] = None, jit_compile: bool = False,
+             micro_batch_size: int = 0) -> Dict[str, object]:
+    """The original's EVAL metrics over eval_file (the model step XLA-compiled if jit_compile;
+    the model run micro_batch_size examples at a time, see inference_logits).
 
     eval_accuracy and eval_loss are weighted by is_real_example; `loss` is the Estimator's
     own: the unweighted mean over batches of each batch's mean loss.
@@ -420,8 +468,7 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
     check_batch_size("eval_batch_size", eval_batch_size, strategy)
 
     def eval_step(batch):
-        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                       training=False)
+        logits = inference_logits(model, batch, micro_batch_size)
         per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
         weights = tf.cast(batch["is_real_example"], tf.float32)
         predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -460,22 +507,11 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
 def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
             predict_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
             num_examples: int, progress_bar: Optional[bool] = None,
-            jit_compile: bool = False) -> np.ndarray:
+            jit_compile: bool = False, micro_batch_size: int = 0) -> np.ndarray:
     """Softmax probabilities [num_examples, num_labels] (float32) in the file's order (the model
-    step XLA-compiled if jit_compile)."""
+    step XLA-compiled if jit_compile; the model run micro_batch_size examples at a time)."""
     check_batch_size("predict_batch_size", predict_batch_size, strategy)
-
-    def predict_step(batch):
-        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                       training=False)
-        return tf.nn.softmax(logits, axis=-1)
-
-    step = _maybe_xla(predict_step, jit_compile, strategy)
-
-    @tf.function
-    def run_step(batch):
-        return strategy.run(step, args=(batch,))
-
+    run_step = make_predict_step(model, strategy, jit_compile, micro_batch_size)
     chunks = []
     bar = ProgressBar(-(-num_examples // predict_batch_size), "predict", enabled=progress_bar,
                       unit="batches")

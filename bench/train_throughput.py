@@ -77,6 +77,10 @@ VARIANTS = {
     "ours_noxla": ({}, {"jit_compile": False}),
     # Without fused_ops (GELU, LayerNorm, ... as chains of plain TensorFlow ops).
     "ours_unfused": ({"BERT_FUSED_OPS": "0"}, {}),
+    # Inference on the whole batch at once (--inference_micro_batch_size=0).
+    "ours_whole_batch": ({}, {"micro_batch_size": 0}),
+    # glibc malloc instead of TensorFlow's BFC allocator for CPU tensors.
+    "ours_malloc": ({"TF_CPU_ALLOCATOR_USE_BFC": "false"}, {}),
 }
 
 
@@ -173,15 +177,12 @@ def setup_ours(shape, mode, workdir, options):
             return n * TRAIN_BATCH
         return run
 
-    # predict()'s step, as training.predict builds it.
-    def predict_step(batch):
-        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                       training=False)
-        return tf.nn.softmax(logits, axis=-1)
-
-    @tf.function(jit_compile=jit or None)
-    def run_step(batch):
-        return strategy.run(predict_step, args=(batch,))
+    # predict()'s host call, with run_classifier's default --inference_micro_batch_size.
+    import classifier_flags
+    default_micro = classifier_flags.FLAGS["inference_micro_batch_size"].default
+    run_step = training.make_predict_step(
+        model, strategy, jit_compile=jit,
+        micro_batch_size=options.get("micro_batch_size", default_micro))
 
     # predict()'s input pipeline (training.input_fn, is_training=False), repeated and read
     # through one long-lived iterator: each timed call is n steady-state batches, as the peers'

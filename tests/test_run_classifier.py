@@ -303,6 +303,11 @@ def test_required_flags(tiny_bert, tmp_path):
     assert "--data_dir" in err or "data_dir" in err
 
 
+def test_inference_micro_batch_size_must_not_be_negative(tiny_bert, tmp_path):
+    err = _error_of(["--task_name=sim", "--do_eval=true", "--inference_micro_batch_size=-1"])
+    assert "--inference_micro_batch_size=-1: -1 is not a non-negative integer" in err
+
+
 def test_error_messages_in_original_order(tiny_bert, tmp_path):
     data_dir = str(tmp_path / "data")
     fixtures.write_sim(data_dir)

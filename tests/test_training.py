@@ -101,6 +101,39 @@ def test_predict_plain_and_xla_agree(record_file, tiny_model):
     np.testing.assert_allclose(xla, plain, atol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_micro_batches_give_the_whole_batch_logits(record_file, tiny_model, jit_compile):
+    spec = features.name_to_features(16)
+    batch = next(iter(tf.data.TFRecordDataset(record_file).map(
+        lambda r: features.decode_record(r, spec)).batch(11)))
+    whole = tiny_model(batch["input_ids"], batch["input_mask"], batch["segment_ids"]).numpy()
+    step = tf.function(training.inference_logits, jit_compile=jit_compile)
+    for micro in (1, 4, 11, 32):  # 4: three micro-batches, the last padded with one row
+        logits = step(tiny_model, batch, micro).numpy()
+        assert logits.shape == (11, 2)
+        np.testing.assert_allclose(logits, whole, atol=1e-5)
+    # A batch dimension unknown when traced (eval's partial last batch) works too.
+    dynamic = tf.function(lambda b: training.inference_logits(tiny_model, b, 4),
+                          input_signature=[{k: tf.TensorSpec([None, *v.shape[1:]], v.dtype)
+                                            for k, v in batch.items()}])
+    np.testing.assert_allclose(dynamic(batch).numpy(), whole, atol=1e-5)
+
+
+def test_evaluate_and_predict_with_micro_batches(record_file, tiny_model):
+    strategy = tf.distribute.get_strategy()
+    args = (tiny_model, 2, record_file, 16, 8, strategy)
+    whole = training.evaluate(*args, drop_remainder=False, global_step=1)
+    micro = training.evaluate(*args, drop_remainder=False, global_step=1, jit_compile=True,
+                              micro_batch_size=3)
+    for key in ("eval_accuracy", "eval_loss", "loss"):
+        assert micro[key] == pytest.approx(whole[key], abs=1e-5)
+    plain = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                             num_examples=21)
+    chunked = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                               num_examples=21, jit_compile=True, micro_batch_size=3)
+    np.testing.assert_allclose(chunked, plain, atol=1e-5)
+
+
 def test_output_file_formats(tmp_path):
     path = str(tmp_path / "eval_results.txt")
     training.write_eval_results(path, {"loss": np.float32(0.50524807),
