@@ -12,14 +12,6 @@ import tensorflow as tf  # noqa: E402
 import fused_ops  # noqa: E402
 
 
-@pytest.fixture
-def unfused():
-    """Runs the block with fused_ops switched off (the plain TensorFlow ops)."""
-    fused_ops.ENABLED = False
-    yield
-    fused_ops.ENABLED = True
-
-
 def _value_and_grads(fn, inputs, dy, seed=None):
     inputs = [tf.constant(a) for a in inputs]
     with tf.GradientTape() as tape:
@@ -30,6 +22,21 @@ def _value_and_grads(fn, inputs, dy, seed=None):
         y = fn(*inputs)
     grads = tape.gradient(y, inputs, output_gradients=tf.constant(dy, y.dtype))
     return y.numpy(), [g.numpy() for g in grads]
+
+
+def _fused_matching_plain(fn, inputs, dy, atol_value, atol_grad, seed=None):
+    """fn's value and gradients with fused_ops on, after checking them against the plain
+    TensorFlow ops (fused_ops off; the same seed, so the same dropout masks)."""
+    fused_ops.ENABLED = False
+    try:
+        plain = _value_and_grads(fn, inputs, dy, seed)
+    finally:
+        fused_ops.ENABLED = True
+    fused = _value_and_grads(fn, inputs, dy, seed)
+    np.testing.assert_allclose(fused[0], plain[0], rtol=0, atol=atol_value)
+    for a, b in zip(fused[1], plain[1]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol_grad)
+    return fused
 
 
 def _gelu_tanh_np(x):
@@ -59,14 +66,10 @@ def test_gelu_values_and_gradient_match_float64(name, reference):
 
 
 @pytest.mark.parametrize("name, approximate", [("gelu_tanh", True), ("gelu_erf", False)])
-def test_gelu_matches_tf_nn_gelu(name, approximate, unfused):
+def test_gelu_matches_tf_nn_gelu(name, approximate):
     x = np.random.default_rng(1).normal(0, 2, (64, 96)).astype(np.float32)
     dy = np.random.default_rng(2).normal(size=x.shape).astype(np.float32)
-    plain = _value_and_grads(getattr(fused_ops, name), [x], dy)
-    fused_ops.ENABLED = True
-    fused = _value_and_grads(getattr(fused_ops, name), [x], dy)
-    np.testing.assert_allclose(fused[0], plain[0], atol=2e-6)
-    np.testing.assert_allclose(fused[1][0], plain[1][0], atol=1e-5)
+    fused = _fused_matching_plain(getattr(fused_ops, name), [x], dy, 2e-6, 1e-5)
     reference = tf.nn.gelu(x, approximate=approximate).numpy()
     np.testing.assert_allclose(fused[0], reference, atol=2e-6)
 
@@ -102,18 +105,13 @@ def test_layer_norm_values_and_gradients_match_float64():
     np.testing.assert_allclose(dbeta, expected[2].numpy(), atol=5e-5)
 
 
-def test_layer_norm_fused_matches_unfused(unfused):
+def test_layer_norm_fused_matches_unfused():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(40, 32)).astype(np.float32)
     gamma, beta = rng.normal(size=32).astype(np.float32), rng.normal(size=32).astype(np.float32)
     dy = rng.normal(size=x.shape).astype(np.float32)
     fn = lambda x, g, b: fused_ops.layer_norm(x, g, b, 1e-12)  # noqa: E731
-    plain = _value_and_grads(fn, [x, gamma, beta], dy)
-    fused_ops.ENABLED = True
-    fused = _value_and_grads(fn, [x, gamma, beta], dy)
-    np.testing.assert_allclose(fused[0], plain[0], atol=2e-6)
-    for a, b in zip(fused[1], plain[1]):
-        np.testing.assert_allclose(a, b, atol=2e-5)
+    _fused_matching_plain(fn, [x, gamma, beta], dy, 2e-6, 2e-5)
 
 
 def _attention_inputs(dtype=np.float32):
@@ -150,15 +148,10 @@ def test_attention_context_is_the_original_attention_without_dropout():
     np.testing.assert_array_equal(same.numpy(), context)
 
 
-def test_attention_context_dropout_matches_unfused_with_the_same_seed(unfused):
+def test_attention_context_dropout_matches_unfused_with_the_same_seed():
     scores, adder, value, dy = _attention_inputs()
     fn = lambda s, v: fused_ops.attention_context(s, adder, v, 0.25, 0.3, training=True)  # noqa
-    plain = _value_and_grads(fn, [scores, value], dy, seed=7)
-    fused_ops.ENABLED = True
-    fused = _value_and_grads(fn, [scores, value], dy, seed=7)
-    np.testing.assert_allclose(fused[0], plain[0], atol=1e-5)
-    for a, b in zip(fused[1], plain[1]):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    fused = _fused_matching_plain(fn, [scores, value], dy, 1e-5, 1e-5, seed=7)
     # The same mask again, to read it off: the dropped probabilities give the context.
     tf.random.set_seed(7)
     keep = (tf.random.uniform(scores.shape) >= 0.3).numpy()
@@ -168,15 +161,11 @@ def test_attention_context_dropout_matches_unfused_with_the_same_seed(unfused):
     np.testing.assert_allclose(fused[1][1], np.swapaxes(dropped, -1, -2) @ dy, atol=1e-5)
 
 
-def test_dropout_keeps_tf_nn_dropout_values_and_gradient(unfused):
+def test_dropout_keeps_tf_nn_dropout_values_and_gradient():
     x = np.random.default_rng(8).normal(size=(64, 32)).astype(np.float32)
     dy = np.random.default_rng(9).normal(size=x.shape).astype(np.float32)
     fn = lambda x: fused_ops.dropout(x, 0.25, training=True)  # noqa: E731
-    plain = _value_and_grads(fn, [x], dy, seed=11)
-    fused_ops.ENABLED = True
-    y, (dx,) = _value_and_grads(fn, [x], dy, seed=11)
-    np.testing.assert_array_equal(y, plain[0])
-    np.testing.assert_array_equal(dx, plain[1][0])
+    y, (dx,) = _fused_matching_plain(fn, [x], dy, 0.0, 0.0, seed=11)  # bit-identical
     kept = y != 0
     assert 0.2 < 1 - kept.mean() < 0.3
     np.testing.assert_allclose(y[kept], x[kept] / 0.75, rtol=1e-6)
@@ -185,13 +174,12 @@ def test_dropout_keeps_tf_nn_dropout_values_and_gradient(unfused):
     tf.random.set_seed(11)
     np.testing.assert_array_equal(
         kept, (tf.random.uniform(x.shape) >= 0.25).numpy())
-    assert fused_ops.dropout(tf.constant(x), 0.25, training=False).numpy() is not None
     np.testing.assert_array_equal(fused_ops.dropout(tf.constant(x), 0.25).numpy(), x)
     np.testing.assert_array_equal(fused_ops.dropout(tf.constant(x), 0.0, training=True), x)
 
 
 @pytest.mark.parametrize("activation", ["gelu_tanh", "gelu_erf", "relu"])
-def test_activation_dense_values_and_gradients(activation, unfused):
+def test_activation_dense_values_and_gradients(activation):
     rng = np.random.default_rng(10)
     x = rng.normal(0, 2, (24, 16)).astype(np.float32)
     kernel = rng.normal(0, 0.3, (16, 8)).astype(np.float32)
@@ -199,12 +187,7 @@ def test_activation_dense_values_and_gradients(activation, unfused):
     dy = rng.normal(size=(24, 8)).astype(np.float32)
     act = tf.nn.relu if activation == "relu" else getattr(fused_ops, activation)
     fn = lambda x, k, b: fused_ops.activation_dense(x, k, b, act)  # noqa: E731
-    plain = _value_and_grads(fn, [x, kernel, bias], dy)
-    fused_ops.ENABLED = True
-    fused = _value_and_grads(fn, [x, kernel, bias], dy)
-    np.testing.assert_allclose(fused[0], plain[0], atol=1e-5)
-    for a, b in zip(fused[1], plain[1]):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    fused = _fused_matching_plain(fn, [x, kernel, bias], dy, 1e-5, 1e-5)
     # Against float64: y = act(x) @ kernel + bias and its three gradients.
     h = act(tf.constant(x, tf.float64)).numpy() if activation == "relu" else None
     if h is None:
