@@ -229,12 +229,16 @@ def activation_dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
     # compute dtype: the gradient reaches them through the read.
     kernel = tf.convert_to_tensor(kernel)
     bias = tf.convert_to_tensor(bias)
-    if not ENABLED:
+
+    def forward(x, kernel, bias):
         return tf.nn.bias_add(tf.matmul(activation(x), kernel), bias)
+
+    if not ENABLED:  # the same formula, differentiated by TensorFlow
+        return forward(x, kernel, bias)
 
     @tf.custom_gradient
     def fused(x, kernel, bias):
-        y = tf.nn.bias_add(tf.matmul(activation(x), kernel), bias)
+        y = forward(x, kernel, bias)
 
         def grad(dy):
             with tf.control_dependencies([dy]):
@@ -254,25 +258,23 @@ def activation_dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
 # ---------------------------------------------------------------------------------------------
 # Attention: dropout(softmax(scores * scale + adder)) @ value
 
+def _attention_dropped(probs, keep, keep_prob, dtype):
+    """The float32 probabilities after dropout (keep None: none), in dtype."""
+    if keep is not None:
+        probs = _dropout_forward(probs, keep, 1.0 / keep_prob)
+    return tf.cast(probs, dtype)
+
+
 def _attention_probs_forward(scores, adder, keep, scale, keep_prob):
     logits = tf.cast(scores, tf.float32) * scale + tf.cast(adder, tf.float32)
     probs = tf.nn.softmax(logits, axis=-1)
-    if keep is None:
-        return tf.cast(probs, scores.dtype), probs
-    dropped = tf.where(keep, probs * (1.0 / keep_prob), 0.0)
-    return tf.cast(dropped, scores.dtype), probs
-
-
-def _attention_dropped(probs, keep, keep_prob, dtype):
-    if keep is None:
-        return tf.cast(probs, dtype)
-    return tf.cast(tf.where(keep, probs * (1.0 / keep_prob), 0.0), dtype)
+    return _attention_dropped(probs, keep, keep_prob, scores.dtype), probs
 
 
 def _attention_probs_backward(d_dropped, probs, keep, scale, keep_prob):
     d = tf.cast(d_dropped, tf.float32)
     if keep is not None:
-        d = tf.where(keep, d * (1.0 / keep_prob), 0.0)
+        d = _dropout_forward(d, keep, 1.0 / keep_prob)
     d_logits = probs * (d - tf.reduce_sum(d * probs, axis=-1, keepdims=True))
     return tf.cast(d_logits * scale, d_dropped.dtype)
 
