@@ -129,9 +129,41 @@ def get_activation(activation_string: Optional[Union[str, Callable]]) -> Optiona
     raise ValueError("Unsupported activation: %s" % act)
 
 
+@tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([2], tf.int64),
+                              tf.TensorSpec([], tf.float32)])
+def _truncated_normal_values(shape, seed, stddev):
+    # One graph, so the scaled values reuse the draw's buffer: eagerly, the draw, its product
+    # with stddev and the sum with the mean are three live tensors of the variable's size
+    # (four with the variable itself -- 170 MB for BERT's 30522 x 384 word embeddings).
+    return tf.random.stateless_truncated_normal(shape, seed, mean=0.0, stddev=stddev)
+
+
+@tf_keras.utils.register_keras_serializable(package="bert_tf2")
+class TruncatedNormal(tf_keras.initializers.Initializer):
+    """Normal(0, stddev) values cut at 2 stddev (the original's tf.truncated_normal_initializer).
+
+    Each call draws a fresh seed from TensorFlow's global random state, so tf.random.set_seed
+    (the --seed flag) makes every initial weight reproducible; tf_keras's unseeded initializers
+    draw theirs from Python's `random` module instead.
+    """
+
+    def __init__(self, stddev: float = 0.02):
+        self.stddev = stddev
+
+    def __call__(self, shape, dtype=None, **kwargs) -> tf.Tensor:
+        seed = tf.random.uniform([2], maxval=tf.int64.max, dtype=tf.int64)
+        values = _truncated_normal_values(tf.constant(list(shape), tf.int64), seed,
+                                          tf.constant(self.stddev, tf.float32))
+        dtype = tf.as_dtype(dtype or tf.float32)
+        return values if dtype == tf.float32 else tf.cast(values, dtype)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"stddev": self.stddev}
+
+
 def create_initializer(initializer_range: float = 0.02) -> tf_keras.initializers.Initializer:
     """Truncated normal (cut at 2 stddev, as tf.truncated_normal_initializer) for kernels."""
-    return tf_keras.initializers.TruncatedNormal(stddev=initializer_range)
+    return TruncatedNormal(stddev=initializer_range)
 
 
 def get_shape_list(tensor: tf.Tensor) -> List[Union[int, tf.Tensor]]:
@@ -224,8 +256,6 @@ class BertEmbeddings(tf_keras.layers.Layer):
 
     def build(self, input_shape=None):
         c = self.config
-        # A fresh initializer per variable: a tf_keras initializer instance without a seed
-        # returns the same values every time it is called.
         self.word_embeddings = self.add_weight(
             "word_embeddings", shape=[c.vocab_size, c.hidden_size],
             initializer=create_initializer(c.initializer_range))
@@ -556,7 +586,7 @@ class BertClassifier(tf_keras.Model):
         hidden = self.config.hidden_size
         self.output_weights = self.add_weight(
             "output_weights", shape=[self.num_labels, hidden],
-            initializer=tf_keras.initializers.TruncatedNormal(stddev=CLASSIFIER_INITIALIZER_STDDEV))
+            initializer=create_initializer(CLASSIFIER_INITIALIZER_STDDEV))
         self.output_bias = self.add_weight("output_bias", shape=[self.num_labels],
                                            initializer="zeros")
         tf_keras.layers.Layer.build(self, input_shape)

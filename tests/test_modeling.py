@@ -177,6 +177,57 @@ def test_initialization():
     assert not np.array_equal(query, key)  # every variable drawn separately
 
 
+
+def test_initial_weights_follow_tf_random_set_seed():
+    # The --seed flag (tf.random.set_seed) must fix every initial weight, the classifier's
+    # output_weights included: those are random even when init_checkpoint is given.
+    config = modeling.BertConfig(**TINY)
+
+    def initial_weights(seed):
+        tf.random.set_seed(seed)
+        model = modeling.BertClassifier(config, num_labels=2)
+        model.build_variables()
+        return {n: v.numpy() for n, v in checkpoints.variables_by_checkpoint_name(model).items()}
+
+    first, again, other = initial_weights(7), initial_weights(7), initial_weights(8)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+    assert not np.array_equal(first["output_weights"], other["output_weights"])
+    assert not np.array_equal(first["bert/embeddings/word_embeddings"],
+                              other["bert/embeddings/word_embeddings"])
+
+
+_INIT_PEAK_SCRIPT = """
+import os, sys, json
+os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+sys.path.insert(0, sys.argv[1])
+import tensorflow as tf
+import tf_keras
+import modeling
+layer = tf_keras.layers.Layer()
+layer.add_weight("warm_up", shape=[4, 4], initializer=modeling.create_initializer())
+tf.config.experimental.reset_memory_stats("CPU:0")
+before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+for i in range(3):
+    layer.add_weight("table_%d" % i, shape=[16384, 512], initializer=modeling.create_initializer())
+info = tf.config.experimental.get_memory_info("CPU:0")
+print(json.dumps([info["current"] - before, info["peak"] - before]))
+"""
+
+
+def test_initializing_a_variable_keeps_no_temporary_copies(repo_root):
+    # Random initialization is the peak of an eval/predict process's tensor memory unless the
+    # initializer's temporaries are reused (BFC statistics: the allocator keeps what it once
+    # held). Eagerly, tf_keras's TruncatedNormal holds the draw, draw * stddev and + mean: two
+    # extra tables at the peak (measured: peak - final = 2 tables).
+    out = subprocess.run([sys.executable, "-c", _INIT_PEAK_SCRIPT, repo_root],
+                         capture_output=True, text=True, timeout=300, check=True)
+    current, peak = json.loads(out.stdout.strip().splitlines()[-1])
+    table = 16384 * 512 * 4
+    assert current >= 3 * table
+    assert peak - current < 0.5 * table, (peak - current) / table
+
+
 # --- classifier head and loss -----------------------------------------------------------------
 
 def test_classifier_head_and_loss_match_numpy():
