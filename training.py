@@ -254,7 +254,7 @@ def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.Adam
         optimization.all_reduce_clip_and_apply(optimizer, grads, trainable, clip_norm=1.0)
         return loss
 
-    step = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
+    step = _maybe_xla(step_fn, jit_compile, strategy)
 
     @tf.function
     def train_loop(iterator, num_steps):
@@ -401,7 +401,7 @@ def _maybe_xla(step_fn, jit_compile: bool, strategy: tf.distribute.Strategy):
     except RuntimeError:  # the default (no-op) strategy: one device
         local_replicas = 1
     if local_replicas > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
-        logging.info("XLA inference is off with %d replicas in one process; running op by op.",
+        logging.info("XLA is off with %d replicas in one process; the step runs op by op.",
                      local_replicas)
         return step_fn
     return tf.function(step_fn, jit_compile=True)
