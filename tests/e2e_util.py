@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_CLASSIFIER = os.path.join(REPO_ROOT, "run_classifier.py")
@@ -77,9 +77,12 @@ def subprocess_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-def run_python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=subprocess_env(), cwd=REPO_ROOT)
+def run_python(code: str, timeout: int = 300, args: Sequence[str] = (),
+               extra_env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Runs `python -c code *args` in a fresh process with the project importable; raises
+    AssertionError with the end of stderr when it fails."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env(extra_env), cwd=REPO_ROOT)
     if proc.returncode != 0:
         raise AssertionError(f"python snippet failed:\n{proc.stderr[-4000:]}")
     return proc

@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import e2e_util  # noqa: E402
 import fused_ops  # noqa: E402
 
 
@@ -198,14 +199,11 @@ def test_activation_dense_values_and_gradients(activation):
 
 
 _PEAK_SCRIPT = """
-import os, sys, json
-os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-os.environ["BERT_FUSED_OPS"] = sys.argv[1]
-sys.path.insert(0, sys.argv[2])
+import json, sys
 import tensorflow as tf
 import fused_ops, modeling
 tf.config.threading.set_inter_op_parallelism_threads(1)  # one op at a time: repeatable peaks
-config = modeling.BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=int(sys.argv[3]),
+config = modeling.BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=int(sys.argv[1]),
                              num_attention_heads=4, intermediate_size=1024,
                              max_position_embeddings=64)
 model = modeling.BertClassifier(config, 2)
@@ -227,7 +225,7 @@ print(json.dumps(tf.config.experimental.get_memory_info("CPU:0")["peak"] - befor
 """
 
 
-def test_fused_training_step_holds_less_memory(repo_root):
+def test_fused_training_step_holds_less_memory():
     # What the fused ops are for, measured by TensorFlow's own allocator statistics (BFC): the
     # peak tensor memory of a forward + backward step, and how much each layer adds to it
     # (what the layer keeps for the backward pass). Per layer the fused ops keep the feed-
@@ -236,12 +234,10 @@ def test_fused_training_step_holds_less_memory(repo_root):
     # the executor runs early) also keeps the GELU output, the dropped probabilities, the
     # dropout inputs and intermediates of softmax/LayerNorm/GELU.
     import json
-    import subprocess
-    import sys
 
     def peak(fused, layers):
-        out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fused, repo_root, str(layers)],
-                             capture_output=True, text=True, timeout=300, check=True)
+        out = e2e_util.run_python(_PEAK_SCRIPT, args=[str(layers)], extra_env={
+            "TF_CPU_ALLOCATOR_USE_BFC": "true", "BERT_FUSED_OPS": fused})
         return json.loads(out.stdout.strip().splitlines()[-1]) / 2**20
 
     activation_mb = 32 * 64 * 1024 * 4 / 2**20  # one [tokens, intermediate] float32 tensor

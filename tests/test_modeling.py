@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import checkpoints
+import e2e_util
 import modeling
 from pretrained import build_default, convert_hf
 
@@ -177,7 +178,6 @@ def test_initialization():
     assert not np.array_equal(query, key)  # every variable drawn separately
 
 
-
 def test_initial_weights_follow_tf_random_set_seed():
     # The --seed flag (tf.random.set_seed) must fix every initial weight, the classifier's
     # output_weights included: those are random even when init_checkpoint is given.
@@ -198,9 +198,7 @@ def test_initial_weights_follow_tf_random_set_seed():
 
 
 _INIT_PEAK_SCRIPT = """
-import os, sys, json
-os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-sys.path.insert(0, sys.argv[1])
+import json
 import tensorflow as tf
 import tf_keras
 import modeling
@@ -215,13 +213,12 @@ print(json.dumps([info["current"] - before, info["peak"] - before]))
 """
 
 
-def test_initializing_a_variable_keeps_no_temporary_copies(repo_root):
+def test_initializing_a_variable_keeps_no_temporary_copies():
     # Random initialization is the peak of an eval/predict process's tensor memory unless the
     # initializer's temporaries are reused (BFC statistics: the allocator keeps what it once
     # held). Eagerly, tf_keras's TruncatedNormal holds the draw, draw * stddev and + mean: two
     # extra tables at the peak (measured: peak - final = 2 tables).
-    out = subprocess.run([sys.executable, "-c", _INIT_PEAK_SCRIPT, repo_root],
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = e2e_util.run_python(_INIT_PEAK_SCRIPT, extra_env={"TF_CPU_ALLOCATOR_USE_BFC": "true"})
     current, peak = json.loads(out.stdout.strip().splitlines()[-1])
     table = 16384 * 512 * 4
     assert current >= 3 * table

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import checkpoints
 import e2e_util
 import features
 import modeling
+import optimization
 import tokenization
 import training
 from processors import InputExample, PaddingInputExample
@@ -101,12 +103,9 @@ def test_predict_plain_and_xla_agree(record_file, tiny_model):
     np.testing.assert_allclose(xla, plain, atol=1e-5)
 
 
-
 def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
     # make_train_loop(jit_compile=True) (the benchmark's ours_xla) runs the same step as the
     # default loop. Dropout off: XLA draws other random numbers.
-    import checkpoints
-    import optimization
     strategy = tf.distribute.get_strategy()
     config = modeling.BertConfig.from_dict(dict(
         e2e_util.TINY_CONFIG, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
