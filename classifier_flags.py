@@ -1,139 +1,166 @@
-"""Every command-line flag of run_classifier.py, defined in one place.
+"""Every command-line flag of the project's scripts, defined in one place.
 
-The first block is the original google-research/bert run_classifier.py flag set: same names, same
-defaults, same meaning. The second block is what this port adds; none of it changes what the
-original invocation does. flags.md documents each one.
+Each script calls its `define_*_flags()` function at import: run_classifier.py (the original's
+flag set, then this port's additions), extract_features.py (the original's extract_features
+flags, then ours), predict.py and export_saved_model.py. Flags that several scripts share
+(`vocab_file`, `max_seq_length`, the TPU and device flags, ...) are defined by one helper each,
+so their names, defaults and help are the same everywhere. absl flags are process-wide: a flag
+already defined (by another script's function in the same process) is left as it is.
+flags.md documents every flag.
 """
+
+from typing import Optional
 
 from absl import flags
 
 FLAGS = flags.FLAGS
 
-# ---------------------------------------------------------------------------------------------
-# The original flags.
-# ---------------------------------------------------------------------------------------------
-flags.DEFINE_string(
-    "data_dir", None,
-    "The input data dir. Should contain the .tsv files (or other data files) for the task.")
-flags.DEFINE_string(
-    "bert_config_file", None,
-    "The config json file corresponding to the pre-trained BERT model. "
-    "This specifies the model architecture.")
-flags.DEFINE_string("task_name", None, "The name of the task to train.")
-flags.DEFINE_string("vocab_file", None,
-                    "The vocabulary file that the BERT model was trained on.")
-flags.DEFINE_string(
-    "output_dir", None,
-    "The output directory where the model checkpoints will be written.")
-flags.DEFINE_string(
-    "init_checkpoint", None,
-    "Initial checkpoint (usually from a pre-trained BERT model).")
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Whether to lower case the input text. Should be True for uncased models and False for "
-    "cased models.")
-flags.DEFINE_integer(
-    "max_seq_length", 128,
-    "The maximum total input sequence length after WordPiece tokenization. Sequences longer "
-    "than this will be truncated, and sequences shorter than this will be padded.")
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
-flags.DEFINE_bool("do_predict", False,
-                  "Whether to run the model in inference mode on the test set.")
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
-flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
-flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
-flags.DEFINE_float("num_train_epochs", 3.0,
-                   "Total number of training epochs to perform.")
-flags.DEFINE_float(
-    "warmup_proportion", 0.1,
-    "Proportion of training to perform linear learning rate warmup for. "
-    "E.g., 0.1 = 10% of training.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000,
-                     "How often to save the model checkpoint.")
-flags.DEFINE_integer(
-    "iterations_per_loop", 1000,
-    "How many steps to make in each call to the device (one host round trip).")
-flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
-flags.DEFINE_string(
-    "tpu_name", None,
-    "The Cloud TPU to use for training: a TPU name or grpc://ip:8470 address for a TPU node, "
-    "or empty/'local' for the TPU attached to this VM (Colab, Cloud TPU VM).")
-flags.DEFINE_string(
-    "tpu_zone", None,
-    "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will attempt "
-    "to automatically detect the GCE zone from metadata.")
-flags.DEFINE_string(
-    "gcp_project", None,
-    "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we will "
-    "attempt to automatically detect the GCE project from metadata.")
-flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
-flags.DEFINE_integer(
-    "num_tpu_cores", 8,
-    "Only used if `use_tpu` is True. Total number of TPU cores to use.")
+
+def _define(kind: str, name: str, default, help_text: str, **kwargs) -> None:
+    """flags.DEFINE_<kind>(name, default, help), unless a flag of that name exists already."""
+    if name in FLAGS:
+        return
+    if kind == "enum":
+        flags.DEFINE_enum(name, default, kwargs.pop("enum_values"), help_text, **kwargs)
+    else:
+        getattr(flags, "DEFINE_" + kind)(name, default, help_text, **kwargs)
+
 
 # ---------------------------------------------------------------------------------------------
-# Additions of this port. Defaults keep the original behaviour.
+# Shared groups.
 # ---------------------------------------------------------------------------------------------
-flags.DEFINE_string(
-    "processor_module", None,
-    "A Python module (dotted name on sys.path, or a path to a .py file) to import before the "
-    "task lookup, so that the DataProcessor subclasses it registers with "
-    "@register_processor(name) can be used with --task_name.")
-flags.DEFINE_enum(
-    "distribution_strategy", "one_device",
-    ["one_device", "mirrored", "multi_worker_mirrored"],
-    "How to spread training over devices when --use_tpu is False: one_device = the first GPU, "
-    "else the CPU (the original's behaviour); mirrored = all local GPUs (or the "
-    "--num_cpu_devices logical CPUs when there is no GPU); multi_worker_mirrored = several "
-    "machines described by the TF_CONFIG environment variable.")
-flags.DEFINE_integer(
-    "num_cpu_devices", 1,
-    "Split the CPU into this many logical devices. With --distribution_strategy=mirrored and "
-    "no GPU this gives that many replicas: a way to test multi-replica training on a laptop.")
-flags.DEFINE_integer(
-    "seed", None,
-    "Random seed for the classifier's initial weights, dropout and the training shuffle. "
-    "Unset (the default) means a fresh random run, as the original. Set it for reproducible "
-    "runs, and always for multi-worker runs so every worker reads batches in the same order.")
-flags.DEFINE_integer(
-    "keep_checkpoint_max", 5,
-    "How many of the most recent checkpoints to keep in output_dir (the original's Estimator "
-    "default is 5).")
-flags.DEFINE_integer(
-    "log_step_count_steps", 100,
-    "Log the loss and global_step/sec every this many training steps (Estimator's default).")
-flags.DEFINE_integer(
-    "shuffle_buffer_size", 100,
-    "Shuffle buffer of the training input pipeline; the original hard-codes 100.")
-flags.DEFINE_integer(
-    "num_featurize_workers", None,
-    "Processes used to tokenize examples into .tf_record files. Unset means one per CPU core. "
-    "The records are identical whatever the count.")
-flags.DEFINE_enum(
-    "progress_bar", "auto", ["auto", "on", "off"],
-    "A progress line with steps/sec, loss and ETA on stderr: auto = only when stderr is a "
-    "terminal.")
+def _define_model_file_flags(do_lower_case: Optional[bool] = True,
+                             max_seq_length: Optional[int] = 128) -> None:
+    """The pre-trained model's files and the tokenization settings (the original's help)."""
+    _define("string", "bert_config_file", None,
+            "The config json file corresponding to the pre-trained BERT model. "
+            "This specifies the model architecture.")
+    _define("string", "vocab_file", None,
+            "The vocabulary file that the BERT model was trained on.")
+    _define("string", "init_checkpoint", None,
+            "Initial checkpoint (usually from a pre-trained BERT model).")
+    _define("bool", "do_lower_case", do_lower_case,
+            "Whether to lower case the input text. Should be True for uncased models and False "
+            "for cased models.")
+    _define("integer", "max_seq_length", max_seq_length,
+            "The maximum total input sequence length after WordPiece tokenization. Sequences "
+            "longer than this will be truncated, and sequences shorter than this will be padded.")
 
-flags.DEFINE_bool(
-    "xla_inference", True,
-    "Compile the eval/predict model step with XLA (jit_compile): 1.2-1.4x faster on CPU "
-    "(bench/README.md). Results may differ from --noxla_inference in the last float32 bits; "
-    "--xla_inference=false runs TensorFlow's ops one by one.")
 
-flags.DEFINE_integer(
-    "inference_micro_batch_size", 16,
-    "Eval and predict run the model on at most this many examples at a time inside each "
-    "eval/predict batch (0 = the whole batch at once). Bounds the activation memory (the "
-    "attention scores alone are batch x heads x seq x seq floats) without changing results "
-    "or the batch-size flags.", lower_bound=0)
+def _define_tpu_flags() -> None:
+    """The original's TPU flags."""
+    _define("bool", "use_tpu", False, "Whether to use TPU or GPU/CPU.")
+    _define("string", "tpu_name", None,
+            "The Cloud TPU to use: a TPU name or grpc://ip:8470 address for a TPU node, or "
+            "empty/'local' for the TPU attached to this VM (Colab, Cloud TPU VM).")
+    _define("string", "tpu_zone", None,
+            "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will "
+            "attempt to automatically detect the GCE zone from metadata.")
+    _define("string", "gcp_project", None,
+            "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we "
+            "will attempt to automatically detect the GCE project from metadata.")
+    _define("string", "master", None, "[Optional] TensorFlow master URL.")
+    _define("integer", "num_tpu_cores", 8,
+            "Only used if `use_tpu` is True. Total number of TPU cores to use.")
 
-REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file", "output_dir")
+
+def _define_device_flags() -> None:
+    """How to spread the work over local devices when --use_tpu is False."""
+    _define("enum", "distribution_strategy", "one_device",
+            "How to spread the work over devices when --use_tpu is False: one_device = the first "
+            "GPU, else the CPU (the original's behaviour); mirrored = all local GPUs (or the "
+            "--num_cpu_devices logical CPUs when there is no GPU); multi_worker_mirrored = "
+            "several machines described by the TF_CONFIG environment variable.",
+            enum_values=["one_device", "mirrored", "multi_worker_mirrored"])
+    _define("integer", "num_cpu_devices", 1,
+            "Split the CPU into this many logical devices. With --distribution_strategy=mirrored "
+            "and no GPU this gives that many replicas: a way to test multi-replica runs on a "
+            "laptop.")
+
+
+def _define_inference_flags() -> None:
+    """How the model runs when it only computes outputs (eval, predict, vectors)."""
+    _define("bool", "xla_inference", True,
+            "Compile the eval/predict model step with XLA (jit_compile): 1.2-1.4x faster on CPU "
+            "(bench/README.md). Results may differ from --noxla_inference in the last float32 "
+            "bits; --xla_inference=false runs TensorFlow's ops one by one.")
+    _define("integer", "inference_micro_batch_size", 16,
+            "Eval and predict run the model on at most this many examples at a time inside each "
+            "eval/predict batch (0 = the whole batch at once). Bounds the activation memory (the "
+            "attention scores alone are batch x heads x seq x seq floats) without changing "
+            "results or the batch-size flags.", lower_bound=0)
+    _define("enum", "progress_bar", "auto",
+            "A progress line with rate and ETA on stderr: auto = only when stderr is a terminal.",
+            enum_values=["auto", "on", "off"])
+
+
+def progress_setting(value: str) -> Optional[bool]:
+    """--progress_bar's value as ProgressBar's `enabled` argument (None = decide by terminal)."""
+    return {"auto": None, "on": True, "off": False}[value]
+
+
+# ---------------------------------------------------------------------------------------------
+# run_classifier.py
+# ---------------------------------------------------------------------------------------------
+CLASSIFIER_REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file",
+                             "output_dir")
+
+
+def define_run_classifier_flags() -> None:
+    """run_classifier.py: the original flag set (same names, defaults and meaning), then this
+    port's additions, none of which changes what the original invocation does."""
+    _define("string", "data_dir", None,
+            "The input data dir. Should contain the .tsv files (or other data files) for the "
+            "task.")
+    _define("string", "task_name", None, "The name of the task to train.")
+    _define("string", "output_dir", None,
+            "The output directory where the model checkpoints will be written.")
+    _define_model_file_flags()
+    _define("bool", "do_train", False, "Whether to run training.")
+    _define("bool", "do_eval", False, "Whether to run eval on the dev set.")
+    _define("bool", "do_predict", False,
+            "Whether to run the model in inference mode on the test set.")
+    _define("integer", "train_batch_size", 32, "Total batch size for training.")
+    _define("integer", "eval_batch_size", 8, "Total batch size for eval.")
+    _define("integer", "predict_batch_size", 8, "Total batch size for predict.")
+    _define("float", "learning_rate", 5e-5, "The initial learning rate for Adam.")
+    _define("float", "num_train_epochs", 3.0, "Total number of training epochs to perform.")
+    _define("float", "warmup_proportion", 0.1,
+            "Proportion of training to perform linear learning rate warmup for. "
+            "E.g., 0.1 = 10% of training.")
+    _define("integer", "save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
+    _define("integer", "iterations_per_loop", 1000,
+            "How many steps to make in each call to the device (one host round trip).")
+    _define_tpu_flags()
+
+    # Additions of this port. Defaults keep the original behaviour.
+    _define("string", "processor_module", None,
+            "A Python module (dotted name on sys.path, or a path to a .py file) to import before "
+            "the task lookup, so that the DataProcessor subclasses it registers with "
+            "@register_processor(name) can be used with --task_name.")
+    _define_device_flags()
+    _define("integer", "seed", None,
+            "Random seed for the classifier's initial weights, dropout and the training shuffle. "
+            "Unset (the default) means a fresh random run, as the original. Set it for "
+            "reproducible runs, and always for multi-worker runs so every worker reads batches "
+            "in the same order.")
+    _define("integer", "keep_checkpoint_max", 5,
+            "How many of the most recent checkpoints to keep in output_dir (the original's "
+            "Estimator default is 5).")
+    _define("integer", "log_step_count_steps", 100,
+            "Log the loss and global_step/sec every this many training steps (Estimator's "
+            "default).")
+    _define("integer", "shuffle_buffer_size", 100,
+            "Shuffle buffer of the training input pipeline; the original hard-codes 100.")
+    _define("integer", "num_featurize_workers", None,
+            "Processes used to tokenize examples into .tf_record files. Unset means one per CPU "
+            "core. The records are identical whatever the count.")
+    _define_inference_flags()
 
 
 def mark_required() -> None:
-    """Marks the original's five required flags (called only when run as a script, as the
-    original does, so that importing run_classifier from a notebook does not demand them)."""
-    for name in REQUIRED_FLAGS:
+    """Marks the original's five required flags of run_classifier.py (called only when run as a
+    script, as the original does, so that importing run_classifier from a notebook does not
+    demand them)."""
+    for name in CLASSIFIER_REQUIRED_FLAGS:
         flags.mark_flag_as_required(name)

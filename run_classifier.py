@@ -41,6 +41,7 @@ from features import (  # noqa: E402,F401
     _truncate_seq_pair, convert_examples_to_features, convert_single_example,
     file_based_convert_examples_to_features)
 
+classifier_flags.define_run_classifier_flags()
 FLAGS = classifier_flags.FLAGS
 
 
@@ -105,7 +106,7 @@ def main(_):
 
     tokenizer = tokenization.FullTokenizer(
         vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    progress = {"auto": None, "on": True, "off": False}[FLAGS.progress_bar]
+    progress = classifier_flags.progress_setting(FLAGS.progress_bar)
 
     # Read every set the run needs and check its labels first: a bad label fails here, with
     # the file and row, not after an hour of training.

@@ -179,6 +179,7 @@ def setup_ours(shape, mode, workdir, options):
 
     # predict()'s host call, with run_classifier's default --inference_micro_batch_size.
     import classifier_flags
+    classifier_flags.define_run_classifier_flags()
     default_micro = classifier_flags.FLAGS["inference_micro_batch_size"].default
     run_step = training.make_predict_step(
         model, strategy, jit_compile=jit,
