@@ -30,15 +30,17 @@ def _define(kind: str, name: str, default, help_text: str, **kwargs) -> None:
 # Shared groups.
 # ---------------------------------------------------------------------------------------------
 def _define_model_file_flags(do_lower_case: Optional[bool] = True,
-                             max_seq_length: Optional[int] = 128) -> None:
+                             max_seq_length: Optional[int] = 128,
+                             init_checkpoint: bool = True) -> None:
     """The pre-trained model's files and the tokenization settings (the original's help)."""
     _define("string", "bert_config_file", None,
             "The config json file corresponding to the pre-trained BERT model. "
             "This specifies the model architecture.")
     _define("string", "vocab_file", None,
             "The vocabulary file that the BERT model was trained on.")
-    _define("string", "init_checkpoint", None,
-            "Initial checkpoint (usually from a pre-trained BERT model).")
+    if init_checkpoint:
+        _define("string", "init_checkpoint", None,
+                "Initial checkpoint (usually from a pre-trained BERT model).")
     _define("bool", "do_lower_case", do_lower_case,
             "Whether to lower case the input text. Should be True for uncased models and False "
             "for cased models.")
@@ -94,6 +96,13 @@ def _define_inference_flags() -> None:
             enum_values=["auto", "on", "off"])
 
 
+def _define_processor_module_flag() -> None:
+    _define("string", "processor_module", None,
+            "A Python module (dotted name on sys.path, or a path to a .py file) to import before "
+            "the task lookup, so that the DataProcessor subclasses it registers with "
+            "@register_processor(name) can be used with --task_name.")
+
+
 def progress_setting(value: str) -> Optional[bool]:
     """--progress_bar's value as ProgressBar's `enabled` argument (None = decide by terminal)."""
     return {"auto": None, "on": True, "off": False}[value]
@@ -134,10 +143,7 @@ def define_run_classifier_flags() -> None:
     _define_tpu_flags()
 
     # Additions of this port. Defaults keep the original behaviour.
-    _define("string", "processor_module", None,
-            "A Python module (dotted name on sys.path, or a path to a .py file) to import before "
-            "the task lookup, so that the DataProcessor subclasses it registers with "
-            "@register_processor(name) can be used with --task_name.")
+    _define_processor_module_flag()
     _define_device_flags()
     _define("integer", "seed", None,
             "Random seed for the classifier's initial weights, dropout and the training shuffle. "
@@ -164,3 +170,78 @@ def mark_required() -> None:
     demand them)."""
     for name in CLASSIFIER_REQUIRED_FLAGS:
         flags.mark_flag_as_required(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# extract_features.py
+# ---------------------------------------------------------------------------------------------
+EXTRACT_REQUIRED_FLAGS = ("input_file", "output_file", "init_checkpoint")
+
+
+def define_extract_features_flags() -> None:
+    """extract_features.py: the original's flags (same names, defaults and meaning), then this
+    port's additions (sentence vectors, folders, devices)."""
+    _define("string", "input_file", None,
+            "One example a line: a sentence, or a pair written `text_a ||| text_b`.")
+    _define("string", "output_file", None,
+            "Where the features go: JSON lines (the original's format), or with --pooling one "
+            "vector a line as JSON lines, or a float32 .npy array [lines, hidden] when the name "
+            "ends in .npy.")
+    _define("string", "layers", "-1,-2,-3,-4",
+            "Comma-separated encoder layer indexes to write per token (-1 = the last).")
+    _define_model_file_flags()
+    _define("integer", "batch_size", 32, "Batch size for predictions.")
+    _define_tpu_flags()
+    _define("bool", "use_one_hot_embeddings", False,
+            "If True, tf.one_hot will be used for embedding lookups, otherwise tf.nn.embedding_"
+            "lookup will be used. On TPUs, this should be True since it is much faster. (Accepted "
+            "for compatibility: both give the same values here, and the gather is used.)")
+
+    # Additions of this port.
+    _define("enum", "pooling", None,
+            "Write one vector per line instead of per-token layers: cls = the last layer at "
+            "[CLS]; mean = the mean of the last layer over the line's tokens (sentence-"
+            "transformers' pooling); pooled = the pooler output that run_classifier's head reads.",
+            enum_values=["cls", "mean", "pooled"])
+    _define("bool", "normalize", False,
+            "With --pooling: scale every vector to unit L2 norm (cosine similarity = dot product).")
+    _define_device_flags()
+    _define_inference_flags()
+
+
+# ---------------------------------------------------------------------------------------------
+# predict.py
+# ---------------------------------------------------------------------------------------------
+def define_predict_flags() -> None:
+    """predict.py: classify raw text with a fine-tuned run_classifier output_dir."""
+    _define("string", "model_dir", None,
+            "A run_classifier.py --do_train output_dir: its model_info.json, bert_config.json, "
+            "vocab.txt and checkpoints are all predict.py needs.")
+    _define("string", "checkpoint", None,
+            "The checkpoint to use: a prefix (model.ckpt-75, or a path), or a folder (its "
+            "latest); default: the latest checkpoint in --model_dir.")
+    _define("string", "input_file", None,
+            "Texts to classify: a .tsv or .csv file with a header row naming text_a (and "
+            "optionally text_b and guid), or JSON lines with those keys; - reads stdin.")
+    _define("enum", "input_format", "auto",
+            "Format of --input_file: auto = by the file name (.csv, .jsonl/.json, else tsv; "
+            "stdin: JSON lines if the first character is {, else tsv).",
+            enum_values=["auto", "tsv", "csv", "jsonl"])
+    _define("string", "text_a", None, "Classify this one text (instead of --input_file).")
+    _define("string", "text_b", None, "The second text of the pair given by --text_a.")
+    _define("string", "output_file", "-",
+            "Where the TSV of predictions goes (guid, label, one probability column per label); "
+            "- = stdout.")
+    _define("integer", "batch_size", 32, "Batch size for predictions.")
+    # What a folder without model_info.json (e.g. the original TF1 run_classifier's output_dir)
+    # does not record.
+    _define_model_file_flags(do_lower_case=None, max_seq_length=None, init_checkpoint=False)
+    _define("string", "task_name", None,
+            "The task whose get_labels() gives the label list, for a model_dir without "
+            "model_info.json.")
+    _define_processor_module_flag()
+    _define("list", "labels", None,
+            "The label list in get_labels() order (comma-separated), for a model_dir without "
+            "model_info.json.")
+    _define_device_flags()
+    _define_inference_flags()

@@ -12,6 +12,7 @@ an ASCII space (cleanup and CJK spacing act per character, then text is split on
 whitespace and every later step acts per token). `file_based_convert_examples_to_features`
 also spreads the work over processes. Both paths write the same records as the original.
 """
+import dataclasses
 import gc
 import itertools
 import multiprocessing
@@ -24,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from absl import logging  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tokenization  # noqa: E402
@@ -145,21 +147,38 @@ class _Converter(object):
                                  segment_ids=[0] * seq_len, label_id=0, is_real_example=False)
         if self.fast is None or ex_index < _NUM_LOGGED_EXAMPLES:
             return self._convert_with_tokens(ex_index, example)
-        ids_a = self.fast.ids(example.text_a)
-        ids_b = self.fast.ids(example.text_b) if example.text_b else None
-        # An empty text_b, or one that tokenizes to nothing, takes the single-sentence path.
-        if ids_b:
-            _truncate_seq_pair(ids_a, ids_b, seq_len - 3)
-            ids = [self.cls_id] + ids_a + [self.sep_id] + ids_b + [self.sep_id]
-            segment_ids = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
-        else:
-            del ids_a[seq_len - 2:]
-            ids = [self.cls_id] + ids_a + [self.sep_id]
-            segment_ids = [0] * len(ids)
+        ids, segment_ids, _ = self.layout(example.text_a, example.text_b)
         padding = [0] * (seq_len - len(ids))
         return InputFeatures(input_ids=ids + padding, input_mask=[1] * len(ids) + padding,
                              segment_ids=segment_ids + padding,
                              label_id=self.label_id(example), is_real_example=True)
+
+    def layout(self, text_a, text_b) -> Tuple[List[int], List[int], bool]:
+        """The unpadded ids and segment ids of `[CLS] a [SEP] (b [SEP])`, and whether
+        truncation to max_seq_length dropped tokens."""
+        seq_len = self.max_seq_length
+        if self.fast is not None:
+            ids_a = self.fast.ids(text_a)
+            ids_b = self.fast.ids(text_b) if text_b else None
+            cls_id, sep_id = self.cls_id, self.sep_id
+        else:
+            to_ids = self.tokenizer.convert_tokens_to_ids
+            ids_a = list(to_ids(self.tokenizer.tokenize(text_a)))
+            ids_b = list(to_ids(self.tokenizer.tokenize(text_b))) if text_b else None
+            cls_id, sep_id = to_ids(["[CLS]", "[SEP]"])
+        total = len(ids_a) + (len(ids_b) if ids_b else 0)
+        # An empty text_b, or one that tokenizes to nothing, takes the single-sentence path.
+        if ids_b:
+            _truncate_seq_pair(ids_a, ids_b, seq_len - 3)
+            ids = [cls_id] + ids_a + [sep_id] + ids_b + [sep_id]
+            segment_ids = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+            truncated = len(ids_a) + len(ids_b) < total
+        else:
+            truncated = len(ids_a) > seq_len - 2
+            del ids_a[seq_len - 2:]
+            ids = [cls_id] + ids_a + [sep_id]
+            segment_ids = [0] * len(ids)
+        return ids, segment_ids, truncated
 
     def _convert_with_tokens(self, ex_index: int, example) -> InputFeatures:
         """The token-level path: plain `tokenizer.tokenize`, and the log block."""
@@ -217,6 +236,39 @@ def convert_examples_to_features(examples: Sequence, label_list: Sequence[str],
             logging.info("Writing example %d of %d" % (ex_index, len(examples)))
         features.append(converter.convert(ex_index, example))
     return features
+
+
+@dataclasses.dataclass
+class EncodedTexts:
+    """Model inputs for texts without labels, padded to max_seq_length.
+
+    input_ids, input_mask, segment_ids: int32 [N, max_seq_length]; lengths: int32 [N] (real
+    tokens, [CLS] and [SEP] included); truncated: bool [N] (tokens dropped to fit).
+    """
+    input_ids: np.ndarray
+    input_mask: np.ndarray
+    segment_ids: np.ndarray
+    lengths: np.ndarray
+    truncated: np.ndarray
+
+
+def encode_texts(texts: Sequence[Tuple[str, Optional[str]]], max_seq_length: int,
+                 tokenizer) -> EncodedTexts:
+    """(text_a, text_b or None) pairs -> EncodedTexts, laid out exactly as
+    `convert_single_example` lays out an example (no log block, no label)."""
+    converter = _Converter([], max_seq_length, tokenizer)
+    count = len(texts)
+    input_ids = np.zeros([count, max_seq_length], np.int32)
+    segment_ids = np.zeros([count, max_seq_length], np.int32)
+    lengths = np.zeros([count], np.int32)
+    truncated = np.zeros([count], bool)
+    for row, (text_a, text_b) in enumerate(texts):
+        ids, segments, truncated[row] = converter.layout(text_a, text_b)
+        lengths[row] = len(ids)
+        input_ids[row, :len(ids)] = ids
+        segment_ids[row, :len(ids)] = segments
+    input_mask = (np.arange(max_seq_length)[np.newaxis, :] < lengths[:, np.newaxis])
+    return EncodedTexts(input_ids, input_mask.astype(np.int32), segment_ids, lengths, truncated)
 
 
 def _varint(value: int) -> bytes:

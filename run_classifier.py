@@ -11,7 +11,6 @@ tf.distribute (CPU, GPUs, TPU, several machines). Read main() top to bottom for 
 """
 
 import os
-import sys
 import tempfile
 
 # tf_keras (Keras 2) for every tf.keras use, set before TensorFlow is imported.
@@ -27,7 +26,9 @@ from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
 import classifier_flags  # noqa: E402
+import cli  # noqa: E402
 import features  # noqa: E402
+import model_dir  # noqa: E402
 import modeling  # noqa: E402
 import tokenization  # noqa: E402
 import training  # noqa: E402
@@ -135,6 +136,12 @@ def main(_):
         features.file_based_convert_examples_to_features(
             train_examples, label_list, FLAGS.max_seq_length, tokenizer, train_file,
             num_workers=FLAGS.num_featurize_workers)
+        if chief:
+            # What predict.py, extract_features.py and export_saved_model.py need to use the
+            # trained model later without these flags (model_dir.py).
+            model_dir.write_model_info(
+                FLAGS.output_dir, FLAGS.task_name.lower(), label_list, FLAGS.max_seq_length,
+                FLAGS.do_lower_case, FLAGS.bert_config_file, FLAGS.vocab_file)
         logging.info("***** Running training *****")
         logging.info("  Num examples = %d", len(train_examples))
         logging.info("  Batch size = %d", FLAGS.train_batch_size)
@@ -196,22 +203,13 @@ def main(_):
         output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
         num_written_lines = training.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == len(predict_examples)
-
-
-def _main_with_clean_errors(argv):
-    """Errors a user can cause (bad flags, files, labels) end the run with one line naming
-    what is wrong, not a traceback. Set BERT_TRACEBACK=1 to see the traceback."""
-    try:
-        main(argv)
-    except (ValueError, NotImplementedError, FileNotFoundError, tf.errors.NotFoundError,
-            tf.errors.InvalidArgumentError) as err:
-        if os.environ.get("BERT_TRACEBACK"):
-            raise
-        message = str(err).strip() or type(err).__name__
-        logging.error("%s", message)
-        sys.exit(f"run_classifier.py: error: {message}")
+        # Beside the original's file: the same probabilities with a header, the guid and the
+        # predicted label's name.
+        training.write_test_predictions(
+            os.path.join(FLAGS.output_dir, "test_predictions.tsv"),
+            [example.guid for example in predict_examples], probabilities, label_list)
 
 
 if __name__ == "__main__":
     classifier_flags.mark_required()
-    app.run(_main_with_clean_errors)
+    app.run(cli.main_with_clean_errors(main, "run_classifier.py"))

@@ -20,7 +20,7 @@ import os
 import socket
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -446,7 +446,64 @@ def make_predict_step(model: modeling.BertClassifier, strategy: tf.distribute.St
 
     step = _maybe_xla(predict_step, jit_compile, strategy)
 
-    @tf.function
+    # reduce_retracing: callers with length-trimmed batches send many shapes; the XLA step
+    # still compiles once per concrete shape.
+    @tf.function(reduce_retracing=True)
+    def run_step(batch):
+        return strategy.run(step, args=(batch,))
+    return run_step
+
+
+POOLINGS = ("cls", "mean", "pooled")
+
+
+def pool_sequence(outputs: Dict[str, object], input_mask: tf.Tensor, pooling: str,
+                  normalize: bool) -> tf.Tensor:
+    """One vector per example from BertModel outputs: [B, H] float32.
+
+    cls: the last layer's [CLS] state; mean: the mean of the last layer over real tokens
+    ([CLS] and [SEP] included, as sentence-transformers' mean pooling); pooled: the pooler's
+    tanh(dense([CLS])). normalize divides by the L2 norm (at least 1e-12).
+    """
+    sequence = tf.cast(outputs["sequence_output"], tf.float32)  # [B, S, H]
+    if pooling == "cls":
+        vectors = sequence[:, 0]
+    elif pooling == "mean":
+        mask = tf.cast(input_mask, tf.float32)[:, :, tf.newaxis]  # [B, S, 1]
+        vectors = tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(
+            tf.reduce_sum(mask, axis=1), 1e-9)
+    elif pooling == "pooled":
+        vectors = tf.cast(outputs["pooled_output"], tf.float32)
+    else:
+        raise ValueError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+    if normalize:
+        norm = tf.norm(vectors, axis=-1, keepdims=True)
+        vectors = vectors / tf.maximum(norm, 1e-12)
+    return vectors
+
+
+def make_encode_step(bert: modeling.BertModel, strategy: tf.distribute.Strategy,
+                     jit_compile: bool = False, pooling: Optional[str] = None,
+                     normalize: bool = False, layer_indexes: Sequence[int] = ()):
+    """The host call of the sentence-vector / token-feature paths: a tf.function mapping one
+    distributed batch of features [b, S] to per-replica dicts, with
+    "vector" [b, H] (when pooling is set, see pool_sequence) and "layer_<i>" [b, S, H] for
+    every i in layer_indexes (encoder layers, negative = from the last), float32."""
+
+    def encode_step(batch):
+        outputs = bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                       training=False)
+        result = {}
+        if pooling:
+            result["vector"] = pool_sequence(outputs, batch["input_mask"], pooling, normalize)
+        layers = outputs["all_encoder_layers"]
+        for index in layer_indexes:
+            result["layer_%d" % index] = tf.cast(layers[index], tf.float32)
+        return result
+
+    step = _maybe_xla(encode_step, jit_compile, strategy)
+
+    @tf.function(reduce_retracing=True)
     def run_step(batch):
         return strategy.run(step, args=(batch,))
     return run_step
@@ -529,11 +586,22 @@ def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
 # ---------------------------------------------------------------------------------------------
 # Output files (original formats), written atomically
 # ---------------------------------------------------------------------------------------------
-def _write_atomically(path: str, text: str) -> None:
+def write_file_atomically(path: str, text: Union[str, bytes, Iterable[Union[str, bytes]]]
+                          ) -> None:
+    """Writes `text` (a str, bytes, or an iterable of pieces streamed one by one) to `path`
+    (local or gs://) under a temporary name, then renames it into place: a reader never sees a
+    half-written file, and a failure leaves no temporary file behind."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    pieces = [text] if isinstance(text, (str, bytes)) else text
+    try:
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            for piece in pieces:
+                f.write(piece)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+        raise
 
 
 def write_eval_results(path: str, results: Dict[str, object]) -> None:
@@ -543,7 +611,7 @@ def write_eval_results(path: str, results: Dict[str, object]) -> None:
     for key in sorted(results):
         logging.info("  %s = %s", key, str(results[key]))
         lines.append("%s = %s\n" % (key, str(results[key])))
-    _write_atomically(path, "".join(lines))
+    write_file_atomically(path, "".join(lines))
 
 
 def write_eval_summaries(output_dir: str, results: Dict[str, object]) -> None:
@@ -557,13 +625,38 @@ def write_eval_summaries(output_dir: str, results: Dict[str, object]) -> None:
     writer.close()
 
 
+def _probability_fields(row: np.ndarray) -> List[str]:
+    """A row of probabilities as the original's test_results.tsv prints it: str() of each
+    float32 (e.g. 0.6534671)."""
+    return [str(p) for p in row.astype(np.float32)]
+
+
 def write_test_results(path: str, probabilities: np.ndarray) -> int:
     """test_results.tsv: one line per example, tab-joined str() of float32 probabilities."""
     logging.info("***** Predict results *****")
-    lines = ["\t".join(str(p) for p in row) + "\n" for row in probabilities.astype(np.float32)]
-    _write_atomically(path, "".join(lines))
+    lines = ["\t".join(_probability_fields(row)) + "\n" for row in probabilities]
+    write_file_atomically(path, "".join(lines))
     return len(lines)
 
 
+def prediction_table(guids: Sequence[str], probabilities: np.ndarray,
+                     label_names: Sequence[str]) -> str:
+    """A TSV with the header `guid, label, <one column per label name>` and one row per example:
+    its guid, the predicted (most probable) label's name, and its probabilities printed as in
+    test_results.tsv. probabilities: [examples, labels], columns in label_names order."""
+    lines = ["\t".join(["guid", "label"] + [str(name) for name in label_names]) + "\n"]
+    for guid, row in zip(guids, probabilities):
+        label = label_names[int(np.argmax(row))]
+        lines.append("\t".join([str(guid), str(label)] + _probability_fields(row)) + "\n")
+    return "".join(lines)
+
+
+def write_test_predictions(path: str, guids: Sequence[str], probabilities: np.ndarray,
+                           label_names: Sequence[str]) -> None:
+    """test_predictions.tsv (an addition of this port, written beside test_results.tsv): the
+    prediction_table of the test examples."""
+    write_file_atomically(path, prediction_table(guids, probabilities, label_names))
+
+
 def write_json(path: str, obj) -> None:
-    _write_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    write_file_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -68,17 +68,13 @@ class InputFeatures(object):
                                          self.label_id, self.is_real_example))
 
 
-def read_text_file(path: str) -> str:
-    """Returns the whole file at `path` (local or gs://) decoded as UTF-8.
+def decode_text(data: bytes, name: str) -> str:
+    """`data` decoded as UTF-8, `name` (a path, or "<stdin>") naming it in the warning.
 
     A leading UTF-8 byte-order mark is removed. Bytes that are not UTF-8 are dropped, as the
     original's `convert_to_unicode` did, but with one warning giving their count and the
-    line of the first one. A missing file raises ValueError naming the path.
+    line of the first one.
     """
-    if not tf.io.gfile.exists(path):
-        raise ValueError("Data file not found: %s" % path)
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -91,8 +87,20 @@ def read_text_file(path: str) -> str:
         logging.warning(
             "%s: dropped %d byte(s) that are not valid UTF-8; the first is on line %d "
             "(byte offset %d). Re-encode the file as UTF-8 to keep that text.",
-            path, count, line, first_error.start)
+            name, count, line, first_error.start)
         return text
+
+
+def read_text_file(path: str) -> str:
+    """Returns the whole file at `path` (local or gs://) decoded as UTF-8 (see decode_text).
+
+    A missing file raises ValueError naming the path.
+    """
+    if not tf.io.gfile.exists(path):
+        raise ValueError("Data file not found: %s" % path)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    return decode_text(data, path)
 
 
 def read_tsv_rows(input_file: str, quotechar: Optional[str] = None

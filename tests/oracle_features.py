@@ -12,6 +12,10 @@ only its layer_norm is used, never by the data code, so an empty stand-in module
                   "output_file", "examples": [{guid, text_a, text_b, label} | {"padding": 1}]}]}
       runs the original file_based_convert_examples_to_features once per job and prints
       {"seconds": [time spent in each call]} as JSON (bench/featurize.py reads it).
+  python tests/oracle_features.py extract JOB.json OUT.json
+      JOB.json: {"vocab_file", "do_lower_case", "max_seq_length", "input_file"}
+      OUT.json: the original extract_features.read_examples + convert_examples_to_features:
+                [{"text_a", "text_b", "tokens", "input_ids", "input_mask", "input_type_ids"}]
 """
 import json
 import os
@@ -22,15 +26,34 @@ import types
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _import_original():
+def _import_original(module: str = "run_classifier"):
+    """The original's `module` and tokenization (one script module per process: the original's
+    scripts define clashing absl flags at import)."""
     contrib = types.ModuleType("tensorflow.contrib")
     contrib.layers = types.ModuleType("tensorflow.contrib.layers")
     sys.modules.setdefault("tensorflow.contrib", contrib)
     sys.modules.setdefault("tensorflow.contrib.layers", contrib.layers)
+    import importlib
     from absl import flags
-    from bert import run_classifier, tokenization
+    from bert import tokenization
+    script = importlib.import_module("bert." + module)
     flags.FLAGS.mark_as_parsed()
-    return run_classifier, tokenization
+    return script, tokenization
+
+
+def _extract(job_file: str, out_file: str) -> None:
+    extract_features, tokenization = _import_original("extract_features")
+    with open(job_file, encoding="utf-8") as f:
+        job = json.load(f)
+    tokenizer = tokenization.FullTokenizer(job["vocab_file"], do_lower_case=job["do_lower_case"])
+    examples = extract_features.read_examples(job["input_file"])
+    features = extract_features.convert_examples_to_features(
+        examples, job["max_seq_length"], tokenizer)
+    out = [{"text_a": e.text_a, "text_b": e.text_b, "tokens": f.tokens,
+            "input_ids": f.input_ids, "input_mask": f.input_mask,
+            "input_type_ids": f.input_type_ids} for e, f in zip(examples, features)]
+    with open(out_file, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False)
 
 
 def _examples_from_json(run_classifier, items):
@@ -46,6 +69,9 @@ def _examples_from_json(run_classifier, items):
 
 
 def main(argv):
+    if argv[1] == "extract":
+        _extract(argv[2], argv[3])
+        return
     run_classifier, tokenization = _import_original()
     import tensorflow.compat.v1 as tf
     tf.logging.set_verbosity(tf.logging.ERROR)

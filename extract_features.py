@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Extract pre-computed feature vectors from BERT: google-research/bert's extract_features.py.
+
+The original's flags, input and output:
+
+    python extract_features.py --input_file=input.txt --output_file=output.jsonl \
+      --vocab_file=$BERT_BASE_DIR/vocab.txt --bert_config_file=$BERT_BASE_DIR/bert_config.json \
+      --init_checkpoint=$BERT_BASE_DIR/bert_model.ckpt --layers=-1,-2,-3,-4 \
+      --max_seq_length=128 --batch_size=8
+
+reads one example a line (a pair written `text_a ||| text_b`) and writes one JSON line per input
+line: {"linex_index": i, "features": [{"token": t, "layers": [{"index": -1, "values": [...]},
+...]}, ...]} with every value rounded to 6 decimals, for the real tokens only.
+
+Sentence vectors (an addition): --pooling=cls|mean|pooled [--normalize] writes one vector per
+line instead: a float32 array [lines, hidden] when --output_file ends in .npy, else JSON lines
+{"linex_index": i, "vector": [...]}. --init_checkpoint may also be a folder -- a pre-trained one
+(pretrained/minilm_L-6_H-384_A-12) or a run_classifier output_dir, whose bert/ variables are
+used -- and then --vocab_file and --bert_config_file default to the folder's files.
+"""
+import collections
+import io
+import json
+import os
+import re
+from typing import List, Optional, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import logging  # noqa: E402
+
+import checkpoints  # noqa: E402
+import classifier_flags  # noqa: E402
+import cli  # noqa: E402
+import inference  # noqa: E402
+import model_dir  # noqa: E402
+import tokenization  # noqa: E402
+import training  # noqa: E402
+
+classifier_flags.define_extract_features_flags()
+FLAGS = classifier_flags.FLAGS
+
+# The original's pattern: greedy, so a line splits at its LAST " ||| ".
+_PAIR_RE = re.compile(r"^(.*) \|\|\| (.*)$")
+
+
+def read_examples(input_file: str) -> List[Tuple[str, Optional[str]]]:
+    """The original's read_examples: one (text_a, text_b or None) per line of the file.
+
+    As the original reads it through tf.gfile: lines end at "\\n" only and a "\\r" is dropped;
+    bytes that are not UTF-8 are dropped; each line is stripped; every line counts, a blank one
+    included (it becomes an empty text, `[CLS] [SEP]`); a pair is split at the last " ||| ".
+    Warns once about blank lines and about lines holding several " ||| ".
+    """
+    with tf.io.gfile.GFile(input_file, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line does not start another
+    examples = []
+    blank, several = [], []
+    for number, raw in enumerate(lines, start=1):
+        line = tokenization.convert_to_unicode(raw.replace(b"\r", b"")).strip()
+        match = _PAIR_RE.match(line)
+        if match is None:
+            examples.append((line, None))
+        else:
+            examples.append((match.group(1), match.group(2)))
+            if " ||| " in match.group(1):
+                several.append(number)
+        if not line:
+            blank.append(number)
+    if blank:
+        logging.warning("%s: %d blank line(s) (the first is line %d) are kept as empty texts "
+                        "and get a linex_index, as in the original", input_file, len(blank),
+                        blank[0])
+    if several:
+        logging.warning("%s: %d line(s) (the first is line %d) hold several \" ||| \"; each is "
+                        "split at the last one, as in the original", input_file, len(several),
+                        several[0])
+    return examples
+
+
+def _model_info() -> model_dir.ModelInfo:
+    """What to load: the flags, or for a folder --init_checkpoint the folder's files and
+    settings (flags given explicitly win)."""
+    checkpoint = FLAGS.init_checkpoint
+    if tf.io.gfile.isdir(checkpoint):
+        explicit = {name: FLAGS[name].value for name in ("do_lower_case", "max_seq_length")
+                    if FLAGS[name].present}
+        return model_dir.load_model_info(
+            checkpoint, bert_config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
+            flag_hint="--vocab_file and --bert_config_file", **explicit)
+    for name in ("vocab_file", "bert_config_file"):
+        if not FLAGS[name].value:
+            raise ValueError("--%s is required (unless --init_checkpoint is a folder that holds "
+                             "%s)" % (name, "vocab.txt" if name == "vocab_file"
+                                      else "bert_config.json"))
+    return model_dir.ModelInfo(
+        model_dir=os.path.dirname(checkpoint), bert_config_file=FLAGS.bert_config_file,
+        vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case,
+        max_seq_length=FLAGS.max_seq_length,
+        checkpoint=checkpoints.resolve_checkpoint_path(checkpoint))
+
+
+def _token_features_line(index: int, item: inference.TokenLayers, layer_indexes: List[int]
+                         ) -> str:
+    """One line of the original's output (its key order, spellings and rounding)."""
+    all_features = []
+    for position, token in enumerate(item.tokens):
+        all_layers = []
+        for layer_index in layer_indexes:
+            layer = collections.OrderedDict()
+            layer["index"] = layer_index
+            layer["values"] = [round(x, 6) for x in item.layers[layer_index][position].tolist()]
+            all_layers.append(layer)
+        token_features = collections.OrderedDict()
+        token_features["token"] = token
+        token_features["layers"] = all_layers
+        all_features.append(token_features)
+    output = collections.OrderedDict()
+    output["linex_index"] = index
+    output["features"] = all_features
+    return json.dumps(output) + "\n"
+
+
+def _vector_line(index: int, vector: np.ndarray) -> str:
+    output = collections.OrderedDict()
+    output["linex_index"] = index
+    output["vector"] = [round(x, 6) for x in vector.tolist()]
+    return json.dumps(output) + "\n"
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def main(_):
+    logging.set_verbosity(logging.INFO)
+    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
+    if FLAGS.batch_size <= 0:
+        raise ValueError("--batch_size=%d: expected a positive number" % FLAGS.batch_size)
+    layer_indexes = [int(x) for x in FLAGS.layers.split(",")] if FLAGS.pooling is None else []
+    if FLAGS.normalize and FLAGS.pooling is None:
+        raise ValueError("--normalize needs --pooling (it normalizes sentence vectors)")
+    if not tf.io.gfile.exists(FLAGS.input_file):
+        raise ValueError("--input_file=%s: no such file" % FLAGS.input_file)
+    output_dir = os.path.dirname(FLAGS.output_file)
+    if output_dir:
+        tf.io.gfile.makedirs(output_dir)
+    info = _model_info()
+
+    strategy = training.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
+                                        FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
+    if training.is_multi_worker(strategy):
+        if not training.is_chief(strategy):
+            return
+        # As run_classifier's eval/predict: the chief computes by itself, on its own devices.
+        strategy = training.create_strategy("one_device")
+    training.check_batch_size("batch_size", FLAGS.batch_size, strategy)
+    examples = read_examples(FLAGS.input_file)
+    encoder = inference.Encoder(info, strategy=strategy, jit_compile=FLAGS.xla_inference,
+                                batch_size=FLAGS.batch_size)
+    logging.info("Extracting %s for %d line(s) of %s with checkpoint %s (max_seq_length %d)",
+                 "%s vectors" % FLAGS.pooling if FLAGS.pooling else "layers %s" % layer_indexes,
+                 len(examples), FLAGS.input_file, encoder.checkpoint, encoder.max_seq_length)
+    progress = classifier_flags.progress_setting(FLAGS.progress_bar)
+
+    if FLAGS.pooling:
+        vectors = encoder.encode(examples, pooling=FLAGS.pooling, normalize=FLAGS.normalize,
+                                 progress=progress)
+        if FLAGS.output_file.endswith(".npy"):
+            training.write_file_atomically(FLAGS.output_file, _npy_bytes(vectors))
+        else:
+            training.write_file_atomically(
+                FLAGS.output_file, (_vector_line(i, v) for i, v in enumerate(vectors)))
+    else:
+        # Streamed: the original's format is about 15 kB per token and layer set.
+        training.write_file_atomically(FLAGS.output_file, (
+            _token_features_line(index, item, layer_indexes) for index, item in
+            enumerate(encoder.layer_outputs(examples, layer_indexes, progress=progress))))
+    logging.info("Wrote %s", FLAGS.output_file)
+
+
+if __name__ == "__main__":
+    for name in classifier_flags.EXTRACT_REQUIRED_FLAGS:
+        classifier_flags.flags.mark_flag_as_required(name)
+    app.run(cli.main_with_clean_errors(main, "extract_features.py"))

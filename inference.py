@@ -1,0 +1,342 @@
+"""Use a BERT model from Python: sentence vectors and answers for new text, loaded once.
+
+    from inference import Encoder, Classifier
+
+    encoder = Encoder.load("pretrained/minilm_L-6_H-384_A-12")       # or a fine-tuned output_dir
+    vectors = encoder.encode(["a sentence", "another"], pooling="mean", normalize=True)  # [2, 384]
+
+    clf = Classifier.load("output/sim_bbc")                          # a run_classifier output_dir
+    result = clf.predict([("text a", "text b")])   # result.labels ["1"], result.probabilities [1, 2]
+
+A text is a string (one sentence) or a (text_a, text_b) pair; text_b None or "" means a single
+sentence. Texts are tokenized exactly as run_classifier.py tokenizes them
+(features.encode_texts), then run in batches: sorted by length, each batch cut to its longest
+text (rounded up to a multiple of 8, so few shapes are compiled) instead of max_seq_length --
+short texts do not pay for 128 positions; the results are the same up to float noise, because
+padding positions are masked. On a TPU the shapes stay static (full max_seq_length batches).
+
+extract_features.py and predict.py are thin command lines over these two classes.
+"""
+import dataclasses
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import logging  # noqa: E402
+
+import checkpoints  # noqa: E402
+import features  # noqa: E402
+import model_dir as model_dir_lib  # noqa: E402
+import modeling  # noqa: E402
+import tokenization  # noqa: E402
+import training  # noqa: E402
+from progress import ProgressBar  # noqa: E402
+
+Text = Union[str, Tuple[str, Optional[str]]]
+
+DEFAULT_BATCH_SIZE = 64
+# Batches are cut to their longest text rounded up to this multiple: at most
+# max_seq_length / 8 distinct sequence lengths to compile.
+LENGTH_MULTIPLE = 8
+
+
+def as_pairs(texts: Sequence[Text]) -> List[Tuple[str, Optional[str]]]:
+    """Strings and (text_a, text_b) pairs -> (text_a, text_b or None) pairs."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("expected a list of texts, got a single string: wrap it in a list")
+    pairs = []
+    for text in texts:
+        if isinstance(text, (str, bytes)):
+            pairs.append((text, None))
+        else:
+            text_a, text_b = text
+            pairs.append((text_a, text_b or None))
+    return pairs
+
+
+def _is_tpu(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+class _BertRunner:
+    """What Encoder and Classifier share: the ModelInfo, the tokenizer, the strategy, and
+    running a compiled step over length-sorted, length-trimmed, replica-split batches."""
+
+    def __init__(self, info: model_dir_lib.ModelInfo, strategy: tf.distribute.Strategy,
+                 batch_size: int):
+        if batch_size <= 0:
+            raise ValueError("batch_size=%d: expected a positive number" % batch_size)
+        self.info = info
+        self.strategy = strategy
+        self.batch_size = batch_size
+        self.max_seq_length = info.max_seq_length
+        self.bert_config = modeling.BertConfig.from_json_file(info.bert_config_file)
+        if info.max_seq_length > self.bert_config.max_position_embeddings:
+            raise ValueError(
+                "max_seq_length %d is longer than the model's max_position_embeddings %d (%s)"
+                % (info.max_seq_length, self.bert_config.max_position_embeddings,
+                   info.bert_config_file))
+        self.tokenizer = tokenization.FullTokenizer(info.vocab_file, info.do_lower_case)
+        self.checkpoint = info.checkpoint
+
+    def encode_texts(self, texts: Sequence[Text]) -> features.EncodedTexts:
+        """Tokenized, laid out and padded to max_seq_length (see features.encode_texts)."""
+        return features.encode_texts(as_pairs(texts), self.max_seq_length, self.tokenizer)
+
+    def _batches(self, encoded: features.EncodedTexts, batch_size: int, sort: bool
+                 ) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+        """(row indexes, feature arrays [b, S]) per batch; b is padded up to a multiple of the
+        replicas (and to batch_size on TPU) with all-zero rows, whose results are dropped."""
+        count = len(encoded.lengths)
+        order = (np.argsort(-encoded.lengths, kind="stable") if sort
+                 else np.arange(count))
+        replicas = self.strategy.num_replicas_in_sync
+        static = _is_tpu(self.strategy)
+        for start in range(0, count, batch_size):
+            rows = order[start:start + batch_size]
+            if static:
+                seq_length = self.max_seq_length
+            else:
+                longest = int(encoded.lengths[rows].max())
+                seq_length = min(self.max_seq_length,
+                                 -(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE)
+            size = batch_size if static else -(-len(rows) // replicas) * replicas
+            arrays = {}
+            for name in ("input_ids", "input_mask", "segment_ids"):
+                values = getattr(encoded, name)[rows, :seq_length]
+                if size > len(rows):
+                    values = np.concatenate(
+                        [values, np.zeros([size - len(rows), seq_length], np.int32)])
+                arrays[name] = values
+            yield rows, arrays
+
+    def _distribute(self, arrays: Dict[str, np.ndarray]):
+        """The batch split into consecutive equal slices, one per replica."""
+        replicas = self.strategy.num_replicas_in_sync
+        per_replica = len(arrays["input_ids"]) // replicas
+
+        def value_fn(context: tf.distribute.InputContext):
+            start = context.replica_id_in_sync_group * per_replica
+            return {name: tf.constant(values[start:start + per_replica])
+                    for name, values in arrays.items()}
+        return self.strategy.experimental_distribute_values_from_function(value_fn)
+
+    def _run(self, run_step, encoded: features.EncodedTexts, batch_size: Optional[int],
+             sort: bool, progress: Optional[bool], desc: str
+             ) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+        """Runs run_step over every batch; yields (row indexes, {output: [rows, ...]})."""
+        batch_size = batch_size or self.batch_size
+        if batch_size <= 0:
+            raise ValueError("batch_size=%d: expected a positive number" % batch_size)
+        bar = ProgressBar(len(encoded.lengths), desc, enabled=progress, unit="texts")
+        for rows, arrays in self._batches(encoded, batch_size, sort):
+            outputs = run_step(self._distribute(arrays))
+            if not isinstance(outputs, dict):
+                outputs = {"out": outputs}
+            merged = {}
+            for name, per_replica in outputs.items():
+                # Replicas hold consecutive slices of the batch (see _distribute).
+                parts = [local.numpy() for local in
+                         self.strategy.experimental_local_results(per_replica)]
+                merged[name] = np.concatenate(parts, axis=0)[:len(rows)]
+            bar.update(len(rows))
+            yield rows, merged
+        bar.close()
+
+
+def _load_variables(name_to_variable: Dict[str, tf.Variable], checkpoint: Optional[str],
+                    what: str) -> None:
+    if not checkpoint:
+        raise ValueError("no checkpoint to load the %s from (the folder holds none; pass "
+                         "--checkpoint or --init_checkpoint)" % what)
+    logging.info("Restoring %s parameters from %s", what, checkpoint)
+    checkpoints.restore_checkpoint(checkpoint, name_to_variable)
+
+
+class Encoder(_BertRunner):
+    """A BERT encoder, loaded once: sentence vectors and per-token layer outputs."""
+
+    def __init__(self, info: model_dir_lib.ModelInfo,
+                 strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
+                 batch_size: int = DEFAULT_BATCH_SIZE):
+        """Builds the BertModel of info.bert_config_file under `strategy` (default: the first
+        GPU, else the CPU) and loads the `bert/` variables of info.checkpoint."""
+        strategy = strategy or training.create_strategy("one_device")
+        super().__init__(info, strategy, batch_size)
+        self.jit_compile = jit_compile
+        with strategy.scope():
+            self.bert = modeling.BertModel(self.bert_config)
+            self.bert.build_variables()
+        _load_variables(checkpoints.variables_by_checkpoint_name(self.bert), self.checkpoint,
+                        "encoder")
+        self._steps: Dict[tuple, object] = {}
+
+    @classmethod
+    def load(cls, model_dir: str, checkpoint: Optional[str] = None, *,
+             do_lower_case: Optional[bool] = None, max_seq_length: Optional[int] = None,
+             bert_config_file: Optional[str] = None, vocab_file: Optional[str] = None,
+             strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
+             batch_size: int = DEFAULT_BATCH_SIZE) -> "Encoder":
+        """An Encoder from a folder: a pre-trained one (bert_config.json, vocab.txt, one
+        checkpoint) or a run_classifier output_dir (its latest checkpoint's bert/ variables).
+        Keyword arguments override what the folder records."""
+        info = model_dir_lib.load_model_info(
+            model_dir, checkpoint, bert_config_file=bert_config_file, vocab_file=vocab_file,
+            do_lower_case=do_lower_case, max_seq_length=max_seq_length)
+        return cls(info, strategy=strategy, jit_compile=jit_compile, batch_size=batch_size)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.bert_config.hidden_size)
+
+    def _step(self, pooling: Optional[str], normalize: bool, layer_indexes: Tuple[int, ...]):
+        key = (pooling, normalize, layer_indexes)
+        if key not in self._steps:
+            self._steps[key] = training.make_encode_step(
+                self.bert, self.strategy, self.jit_compile, pooling, normalize, layer_indexes)
+        return self._steps[key]
+
+    def encode(self, texts: Sequence[Text], pooling: str = "mean", normalize: bool = False,
+               batch_size: Optional[int] = None, progress: Optional[bool] = False
+               ) -> np.ndarray:
+        """One vector per text: float32 [len(texts), hidden_size], in input order.
+
+        pooling: "mean" (mean of the last layer over the text's tokens, [CLS] and [SEP]
+        included -- what sentence-transformers models such as all-MiniLM-L6-v2 were trained
+        for), "cls" (the last layer at [CLS]) or "pooled" (the pooler's tanh(dense([CLS])),
+        what run_classifier's head reads). normalize: unit L2 norm (cosine similarity becomes a
+        dot product).
+        """
+        if pooling not in training.POOLINGS:
+            raise ValueError("pooling=%r: expected one of %s"
+                             % (pooling, ", ".join(training.POOLINGS)))
+        encoded = self.encode_texts(texts)
+        vectors = np.zeros([len(encoded.lengths), self.hidden_size], np.float32)
+        step = self._step(pooling, normalize, ())
+        for rows, outputs in self._run(step, encoded, batch_size, sort=True, progress=progress,
+                                       desc="encode"):
+            vectors[rows] = outputs["vector"]
+        return vectors
+
+    def layer_outputs(self, texts: Sequence[Text], layer_indexes: Sequence[int] = (-1,),
+                      batch_size: Optional[int] = None, progress: Optional[bool] = False
+                      ) -> Iterator["TokenLayers"]:
+        """Per text, in input order: its tokens and the requested encoder layers' outputs at
+        those tokens ([len(tokens), hidden_size] float32 each) -- what extract_features.py
+        writes. Layer indexes count from 0 (first encoder layer) or from -1 (last)."""
+        num_layers = int(self.bert_config.num_hidden_layers)
+        layer_indexes = tuple(int(i) for i in layer_indexes)
+        for index in layer_indexes:
+            if not -num_layers <= index < num_layers:
+                raise ValueError("layer %d does not exist: the model has %d encoder layers "
+                                 "(indexes 0..%d or -%d..-1)" % (index, num_layers,
+                                                                 num_layers - 1, num_layers))
+        encoded = self.encode_texts(texts)
+        inv_vocab = self.tokenizer.inv_vocab
+        step = self._step(None, False, layer_indexes)
+        for rows, outputs in self._run(step, encoded, batch_size, sort=False, progress=progress,
+                                       desc="extract"):
+            for offset, row in enumerate(rows):
+                length = int(encoded.lengths[row])
+                tokens = [inv_vocab[int(i)] for i in encoded.input_ids[row, :length]]
+                yield TokenLayers(
+                    tokens=tokens, truncated=bool(encoded.truncated[row]),
+                    layers={index: outputs["layer_%d" % index][offset, :length]
+                            for index in layer_indexes})
+
+
+@dataclasses.dataclass
+class TokenLayers:
+    """One text's tokens ([CLS] ... [SEP]) and, per requested layer index, its output
+    [len(tokens), hidden] float32."""
+    tokens: List[str]
+    layers: Dict[int, np.ndarray]
+    truncated: bool
+
+
+@dataclasses.dataclass
+class Predictions:
+    """labels: the predicted label per text; probabilities: float32 [texts, num_labels],
+    columns in label_names (get_labels()) order; truncated: bool [texts], texts cut to
+    max_seq_length."""
+    labels: List[str]
+    probabilities: np.ndarray
+    label_names: List[str]
+    truncated: np.ndarray
+
+
+class Classifier(_BertRunner):
+    """A fine-tuned run_classifier model, loaded once: labels and probabilities for new text."""
+
+    def __init__(self, info: model_dir_lib.ModelInfo,
+                 strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
+                 batch_size: int = DEFAULT_BATCH_SIZE, micro_batch_size: int = 16):
+        """Builds the BertClassifier for info.labels under `strategy` (default: the first GPU,
+        else the CPU) and loads info.checkpoint, which must hold a classifier head
+        (output_weights [num_labels, hidden]) for as many labels as info.labels."""
+        if not info.labels:
+            raise ValueError("%s: no labels known for the classifier" % info.model_dir)
+        check_classifier_head(info.checkpoint, len(info.labels))
+        strategy = strategy or training.create_strategy("one_device")
+        super().__init__(info, strategy, batch_size)
+        self.labels = list(info.labels)
+        self.model = training.build_classifier(self.bert_config, len(self.labels), strategy)
+        _load_variables(checkpoints.variables_by_checkpoint_name(self.model), self.checkpoint,
+                        "classifier")
+        self._step = training.make_predict_step(self.model, strategy, jit_compile,
+                                                micro_batch_size)
+
+    @classmethod
+    def load(cls, model_dir: str, checkpoint: Optional[str] = None, *,
+             labels: Optional[Sequence[str]] = None, do_lower_case: Optional[bool] = None,
+             max_seq_length: Optional[int] = None, bert_config_file: Optional[str] = None,
+             vocab_file: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
+             jit_compile: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
+             micro_batch_size: int = 16, flag_hint: str = "") -> "Classifier":
+        """A Classifier from a run_classifier.py output_dir (model_info.json, bert_config.json,
+        vocab.txt and checkpoints; its latest checkpoint unless `checkpoint` names one).
+        Keyword arguments stand in for what the folder does not record (e.g. an output_dir of
+        Google's original run_classifier.py, which writes no model_info.json)."""
+        info = model_dir_lib.load_model_info(
+            model_dir, checkpoint, bert_config_file=bert_config_file, vocab_file=vocab_file,
+            do_lower_case=do_lower_case, max_seq_length=max_seq_length,
+            labels=list(labels) if labels else None, require_labels=True, flag_hint=flag_hint)
+        return cls(info, strategy=strategy, jit_compile=jit_compile, batch_size=batch_size,
+                   micro_batch_size=micro_batch_size)
+
+    def predict_proba(self, texts: Sequence[Text], batch_size: Optional[int] = None,
+                      progress: Optional[bool] = False) -> np.ndarray:
+        """Softmax probabilities float32 [len(texts), num_labels], in input order."""
+        return self.predict(texts, batch_size, progress).probabilities
+
+    def predict(self, texts: Sequence[Text], batch_size: Optional[int] = None,
+                progress: Optional[bool] = False) -> Predictions:
+        """The predicted label and the probabilities of every label, for each text."""
+        encoded = self.encode_texts(texts)
+        probabilities = np.zeros([len(encoded.lengths), len(self.labels)], np.float32)
+        for rows, outputs in self._run(self._step, encoded, batch_size, sort=True,
+                                       progress=progress, desc="predict"):
+            probabilities[rows] = outputs["out"]
+        predicted = [self.labels[i] for i in np.argmax(probabilities, axis=-1)] \
+            if len(probabilities) else []
+        return Predictions(labels=predicted, probabilities=probabilities,
+                           label_names=list(self.labels), truncated=encoded.truncated)
+
+
+def check_classifier_head(checkpoint: Optional[str], num_labels: int) -> None:
+    """Raises ValueError unless `checkpoint` holds a run_classifier head for num_labels labels."""
+    if not checkpoint:
+        raise ValueError("no checkpoint to load the classifier from")
+    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    if "output_weights" not in shapes:
+        raise ValueError("checkpoint %s has no classifier head (output_weights): it is a "
+                         "pre-trained checkpoint, not one written by run_classifier.py "
+                         "--do_train" % checkpoint)
+    head_labels = int(shapes["output_weights"][0])
+    if head_labels != num_labels:
+        raise ValueError("checkpoint %s has a classifier head for %d labels, but the label list "
+                         "has %d; pass the labels the model was trained with"
+                         % (checkpoint, head_labels, num_labels))

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Classify raw text with a fine-tuned model: no test.tsv, no task flags, the model loaded once.
+
+    python predict.py --model_dir=output/sim_bbc --text_a="Ad sales boost Time Warner profit" \
+      --text_b="Quarterly profits at US media giant TimeWarner jumped 76% ..."
+    python predict.py --model_dir=output/sim_bbc --input_file=pairs.tsv --output_file=pred.tsv
+
+--model_dir is a run_classifier.py --do_train output_dir: its model_info.json (labels,
+max_seq_length, do_lower_case), bert_config.json, vocab.txt and latest checkpoint are all this
+needs. The output is a TSV: a header `guid, label, <one column per label>`, then one row per
+example with the predicted label's name and the probabilities printed as test_results.tsv
+prints them (the same numbers as run_classifier.py --do_predict for the same texts, up to float
+noise). Texts longer than max_seq_length are truncated as in training; the log says how many.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import logging  # noqa: E402
+
+import classifier_flags  # noqa: E402
+import cli  # noqa: E402
+import inference  # noqa: E402
+import training  # noqa: E402
+from processors import InputExample, get_processor, import_processor_module  # noqa: E402
+from processors.raw_input import read_raw_examples  # noqa: E402
+
+classifier_flags.define_predict_flags()
+FLAGS = classifier_flags.FLAGS
+
+# The flags that stand in for a missing model_info.json.
+FALLBACK_FLAGS = "--labels (or --task_name), --vocab_file, --bert_config_file, --do_lower_case " \
+                 "and --max_seq_length"
+
+
+def _read_examples() -> list:
+    """The examples from --text_a/--text_b or --input_file."""
+    if FLAGS.text_a is not None:
+        if FLAGS.input_file:
+            raise ValueError("pass either --text_a (with --text_b) or --input_file, not both")
+        return [InputExample(guid="0", text_a=FLAGS.text_a, text_b=FLAGS.text_b or None)]
+    if FLAGS.text_b is not None:
+        raise ValueError("--text_b needs --text_a")
+    if not FLAGS.input_file:
+        raise ValueError("nothing to classify: pass --input_file=FILE (or - for stdin) or "
+                         "--text_a")
+    if FLAGS.input_file != "-" and not tf.io.gfile.exists(FLAGS.input_file):
+        raise ValueError("--input_file=%s: no such file" % FLAGS.input_file)
+    return read_raw_examples(FLAGS.input_file, FLAGS.input_format)
+
+
+def _labels_from_flags():
+    """--labels, else --task_name's get_labels(), else None (the folder's model_info.json)."""
+    if FLAGS.labels:
+        return list(FLAGS.labels)
+    if FLAGS.task_name:
+        if FLAGS.processor_module:
+            import_processor_module(FLAGS.processor_module)
+        return get_processor(FLAGS.task_name.lower()).get_labels()
+    return None
+
+
+def main(_):
+    logging.set_verbosity(logging.INFO)
+    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    if FLAGS.batch_size <= 0:
+        raise ValueError("--batch_size=%d: expected a positive number" % FLAGS.batch_size)
+    examples = _read_examples()
+
+    strategy = training.create_strategy(FLAGS.distribution_strategy)
+    classifier = inference.Classifier.load(
+        FLAGS.model_dir, FLAGS.checkpoint, labels=_labels_from_flags(),
+        do_lower_case=FLAGS.do_lower_case, max_seq_length=FLAGS.max_seq_length,
+        bert_config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
+        strategy=strategy, jit_compile=FLAGS.xla_inference, batch_size=FLAGS.batch_size,
+        micro_batch_size=FLAGS.inference_micro_batch_size, flag_hint=FALLBACK_FLAGS)
+    logging.info("Predicting %d example(s) with checkpoint %s (labels %s, max_seq_length %d)",
+                 len(examples), classifier.checkpoint, classifier.labels,
+                 classifier.max_seq_length)
+
+    result = classifier.predict([(e.text_a, e.text_b) for e in examples],
+                                progress=classifier_flags.progress_setting(FLAGS.progress_bar))
+    truncated = int(result.truncated.sum())
+    if truncated:
+        logging.warning("%d of %d example(s) were longer than max_seq_length=%d tokens and were "
+                        "truncated (as in training)", truncated, len(examples),
+                        classifier.max_seq_length)
+    table = training.prediction_table([e.guid for e in examples], result.probabilities,
+                                      result.label_names)
+    if FLAGS.output_file == "-":
+        sys.stdout.write(table)
+        sys.stdout.flush()
+    else:
+        training.write_file_atomically(FLAGS.output_file, table)
+        logging.info("Wrote %d prediction(s) to %s", len(examples), FLAGS.output_file)
+
+
+if __name__ == "__main__":
+    classifier_flags.flags.mark_flag_as_required("model_dir")
+    app.run(cli.main_with_clean_errors(main, "predict.py"))
