@@ -213,14 +213,29 @@ def define_extract_features_flags() -> None:
 # ---------------------------------------------------------------------------------------------
 # predict.py
 # ---------------------------------------------------------------------------------------------
-def define_predict_flags() -> None:
-    """predict.py: classify raw text with a fine-tuned run_classifier output_dir."""
-    _define("string", "model_dir", None,
-            "A run_classifier.py --do_train output_dir: its model_info.json, bert_config.json, "
-            "vocab.txt and checkpoints are all predict.py needs.")
+def _define_model_dir_flags(model_dir_help: str) -> None:
+    """A trained output_dir (or model folder) to use, and what stands in for what it lacks."""
+    _define("string", "model_dir", None, model_dir_help)
     _define("string", "checkpoint", None,
             "The checkpoint to use: a prefix (model.ckpt-75, or a path), or a folder (its "
             "latest); default: the latest checkpoint in --model_dir.")
+    # What a folder without model_info.json (e.g. the original TF1 run_classifier's output_dir)
+    # does not record.
+    _define_model_file_flags(do_lower_case=None, max_seq_length=None, init_checkpoint=False)
+    _define("string", "task_name", None,
+            "The task whose get_labels() gives the label list, for a model_dir without "
+            "model_info.json.")
+    _define_processor_module_flag()
+    _define("list", "labels", None,
+            "The label list in get_labels() order (comma-separated), for a model_dir without "
+            "model_info.json.")
+
+
+def define_predict_flags() -> None:
+    """predict.py: classify raw text with a fine-tuned run_classifier output_dir."""
+    _define_model_dir_flags(
+        "A run_classifier.py --do_train output_dir: its model_info.json, bert_config.json, "
+        "vocab.txt and checkpoints are all predict.py needs.")
     _define("string", "input_file", None,
             "Texts to classify: a .tsv or .csv file with a header row naming text_a (and "
             "optionally text_b and guid), or JSON lines with those keys; - reads stdin.")
@@ -234,15 +249,28 @@ def define_predict_flags() -> None:
             "Where the TSV of predictions goes (guid, label, one probability column per label); "
             "- = stdout.")
     _define("integer", "batch_size", 32, "Batch size for predictions.")
-    # What a folder without model_info.json (e.g. the original TF1 run_classifier's output_dir)
-    # does not record.
-    _define_model_file_flags(do_lower_case=None, max_seq_length=None, init_checkpoint=False)
-    _define("string", "task_name", None,
-            "The task whose get_labels() gives the label list, for a model_dir without "
-            "model_info.json.")
-    _define_processor_module_flag()
-    _define("list", "labels", None,
-            "The label list in get_labels() order (comma-separated), for a model_dir without "
-            "model_info.json.")
     _define_device_flags()
     _define_inference_flags()
+
+
+# ---------------------------------------------------------------------------------------------
+# export_saved_model.py
+# ---------------------------------------------------------------------------------------------
+def define_export_flags() -> None:
+    """export_saved_model.py: a SavedModel with raw-string signatures, or a weights-only
+    checkpoint, from a trained output_dir (or, with --encoder, any model folder)."""
+    _define_model_dir_flags(
+        "A run_classifier.py --do_train output_dir; with --encoder also a pre-trained model "
+        "folder (bert_config.json, vocab.txt, one checkpoint).")
+    _define("string", "export_dir", None,
+            "Where the SavedModel (or with --weights_only the checkpoint folder) is written; it "
+            "must not exist yet or be empty.")
+    _define("bool", "encoder", False,
+            "Export a sentence encoder (text -> vector) instead of the classifier.")
+    _define("enum", "pooling", "mean",
+            "With --encoder: the vector of a text (cls, mean or pooled; see extract_features.py).",
+            enum_values=["cls", "mean", "pooled"])
+    _define("bool", "normalize", False, "With --encoder: unit L2 norm per vector.")
+    _define("bool", "weights_only", False,
+            "Write export_dir/bert_model.ckpt (Google's names, no optimizer slots) with "
+            "bert_config.json, vocab.txt and model_info.json, instead of a SavedModel.")

@@ -24,13 +24,27 @@ values agree with them to float32 rounding (tests/test_fused_ops.py bounds the d
 `ENABLED = False` (or the environment variable BERT_FUSED_OPS=0 before import) switches every
 caller back to the plain TensorFlow ops, e.g. on a TensorFlow build without XLA.
 """
+import contextlib
 import math
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import tensorflow as tf
 
 ENABLED = os.environ.get("BERT_FUSED_OPS", "1") != "0"
+
+
+@contextlib.contextmanager
+def plain_ops() -> Iterator[None]:
+    """Within the block, functions traced use the plain TensorFlow ops (ENABLED = False): what a
+    SavedModel for servers without XLA needs. The formulas are the same."""
+    global ENABLED
+    saved = ENABLED
+    ENABLED = False
+    try:
+        yield
+    finally:
+        ENABLED = saved
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_CUBIC = 0.044715

@@ -1,5 +1,6 @@
 """Helpers for the end-to-end tests: a tiny BERT checkpoint and running run_classifier.py."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -117,3 +118,19 @@ def read_eval_results(output_dir: str) -> Dict[str, str]:
     with open(os.path.join(output_dir, "eval_results.txt")) as f:
         lines = f.read().splitlines()
     return dict(line.split(" = ", 1) for line in lines)
+
+
+def run_script(script: str, args: List[str], stdin: Optional[str] = None, check: bool = True,
+               timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs one of the project's scripts (e.g. "predict.py") in a fresh process."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, script)] + list(args),
+                          input=stdin, capture_output=True, text=True, timeout=timeout,
+                          env=subprocess_env(), cwd=REPO_ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def read_tsv(text: str) -> List[List[str]]:
+    """Rows of a tab-separated text, quote characters kept as text."""
+    return list(csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))

@@ -14,9 +14,8 @@ import pytest
 import tensorflow as tf
 
 import e2e_util
-import fixtures
 import tokenization_corpus
-from e2e_util import REPO_ROOT, classifier_args, run_classifier
+from e2e_util import REPO_ROOT, read_tsv, run_script
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -26,39 +25,12 @@ import model_dir as model_dir_lib  # noqa: E402
 ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_features.py")
 
 
-def run_script(script, args, stdin=None, check=True, timeout=300):
-    """Runs one of the project's scripts in a fresh process; returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, script)] + args,
-                          input=stdin, capture_output=True, text=True, timeout=timeout,
-                          env=e2e_util.subprocess_env(), cwd=REPO_ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def read_tsv(text):
-    return list(csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
 # ---------------------------------------------------------------------------------------------
 # A trained output_dir (tiny BERT, sim task): model_info.json, predict.py, the Classifier API.
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    base = tmp_path_factory.mktemp("use_model")
-    tiny = e2e_util.make_tiny_bert(str(base / "tiny"))
-    data_dir, output_dir = str(base / "data"), str(base / "out")
-    fixtures.write_sim(data_dir, n_test=13)
-    run_classifier(classifier_args(tiny, data_dir, output_dir, "sim", do_train="true",
-                                   do_predict="true", seed=5, predict_batch_size=4))
-    with open(os.path.join(output_dir, "test_results.tsv")) as f:
-        expected = np.array([[float(x) for x in line.split("\t")] for line in f.read().splitlines()])
-    test_file = os.path.join(data_dir, "test.tsv")
-    with open(test_file, encoding="utf-8") as f:
-        rows = read_tsv(f.read())
-    assert rows[0] == ["text_a", "text_b"]
-    return {"tiny": tiny, "data_dir": data_dir, "output_dir": output_dir, "test_file": test_file,
-            "pairs": [tuple(r) for r in rows[1:]], "expected": expected}
+def trained(trained_sim):
+    return trained_sim
 
 
 def test_output_dir_stands_on_its_own(trained):
