@@ -17,9 +17,8 @@ import itertools
 import multiprocessing
 import os
 import sys
-import time
 import uuid
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -29,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 import kill_points  # noqa: E402
 import tokenization  # noqa: E402
 from progress import ProgressBar  # noqa: E402
-from processors.base import InputExample, InputFeatures, PaddingInputExample  # noqa: E402
+from processors.base import InputFeatures, PaddingInputExample  # noqa: E402
 
 # Examples per task handed to a worker process: large enough to amortise the pickling.
 _CHUNK_SIZE = 256
