@@ -202,10 +202,20 @@ def output_dir_lock(output_dir: str, enabled: bool = True) -> Iterator[Optional[
         yield lock
 
 
+# Locks held until exit by this process, by output_dir: a second main() in the same process
+# (a notebook) keeps its lock instead of being refused by itself.
+_HELD_UNTIL_EXIT: Dict[str, OutputDirLock] = {}
+
+
 def hold_until_exit(output_dir: str) -> OutputDirLock:
     """Takes the lock of output_dir for the rest of the process: released when Python exits
     (normally, by sys.exit or an uncaught error), or by the kernel if the process is killed."""
+    key = output_dir if _is_remote(output_dir) else os.path.abspath(output_dir)
+    held = _HELD_UNTIL_EXIT.get(key)
+    if held is not None and held._owner_pid == os.getpid():
+        return held
     lock = OutputDirLock(output_dir).acquire()
+    _HELD_UNTIL_EXIT[key] = lock
     atexit.register(lock.release)
     return lock
 

@@ -115,3 +115,9 @@ def test_temporary_files_of_killed_runs_are_removed(tmp_path):
         (out / name).write_text("x")
     with run_lock.output_dir_lock(str(out)):
         assert sorted(os.listdir(out)) == sorted(kept + [".run.lock"])
+
+
+def test_hold_until_exit_is_held_once_per_process(tmp_path):
+    first = run_lock.hold_until_exit(str(tmp_path))
+    assert run_lock.hold_until_exit(str(tmp_path)) is first  # main() run again in a notebook
+    first.release()
