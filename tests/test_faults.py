@@ -125,6 +125,11 @@ def test_killed_right_after_a_checkpoint(setup, uninterrupted):
     assert "(global_step = 4)" in rerun.stderr
     _assert_same_final_state(out, uninterrupted)
     _no_leftovers(out)
+    # Once more: nothing left to do, as the Estimator said.
+    again = _run(setup, out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Skipping training since max_steps has already saved." in again.stderr
+    assert tf.train.latest_checkpoint(out).endswith("model.ckpt-%d" % NUM_STEPS)
 
 
 def test_broken_newest_checkpoint(setup, uninterrupted):
