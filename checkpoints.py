@@ -81,6 +81,40 @@ def variables_by_checkpoint_name(
     return names
 
 
+def expected_variable_shapes(bert_config: modeling.BertConfig,
+                             num_labels: int = 0) -> Dict[str, List[int]]:
+    """Google's names and shapes of the variables a model of `bert_config` has, in model order,
+    without building it (the `bert/` names, then output_weights [num_labels, H] and output_bias
+    [num_labels] when num_labels > 0). Equal to the names and shapes that
+    `variables_by_checkpoint_name` gives for the built model (tests/test_checkpoints.py)."""
+    h, i = bert_config.hidden_size, bert_config.intermediate_size
+    shapes: Dict[str, List[int]] = {
+        "bert/embeddings/word_embeddings": [bert_config.vocab_size, h],
+        "bert/embeddings/token_type_embeddings": [bert_config.type_vocab_size, h],
+        "bert/embeddings/position_embeddings": [bert_config.max_position_embeddings, h],
+        "bert/embeddings/LayerNorm/beta": [h], "bert/embeddings/LayerNorm/gamma": [h]}
+    for index in range(bert_config.num_hidden_layers):
+        prefix = "bert/encoder/layer_%d/" % index
+        for dense in ("attention/self/query", "attention/self/key", "attention/self/value",
+                      "attention/output/dense"):
+            shapes[prefix + dense + "/kernel"] = [h, h]
+            shapes[prefix + dense + "/bias"] = [h]
+        shapes[prefix + "attention/output/LayerNorm/beta"] = [h]
+        shapes[prefix + "attention/output/LayerNorm/gamma"] = [h]
+        shapes[prefix + "intermediate/dense/kernel"] = [h, i]
+        shapes[prefix + "intermediate/dense/bias"] = [i]
+        shapes[prefix + "output/dense/kernel"] = [i, h]
+        shapes[prefix + "output/dense/bias"] = [h]
+        shapes[prefix + "output/LayerNorm/beta"] = [h]
+        shapes[prefix + "output/LayerNorm/gamma"] = [h]
+    shapes["bert/pooler/dense/kernel"] = [h, h]
+    shapes["bert/pooler/dense/bias"] = [h]
+    if num_labels:
+        shapes["output_weights"] = [num_labels, h]
+        shapes["output_bias"] = [num_labels]
+    return shapes
+
+
 def resolve_checkpoint_path(checkpoint_path: str) -> str:
     """A checkpoint prefix from a prefix (`.../bert_model.ckpt`, `.../model.ckpt-343`) or a
     directory (its latest checkpoint). Raises ValueError when neither exists."""
@@ -109,6 +143,124 @@ def resolve_checkpoint_path(checkpoint_path: str) -> str:
     return checkpoint_path
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_DATA_SHARD_RE = re.compile(r"\.data-(\d+)-of-(\d+)$")
+
+
+def checkpoint_problem(prefix: str) -> Optional[str]:
+    """Why the checkpoint `prefix` cannot be restored (a short phrase), or None when it is intact.
+
+    Cheap whatever the checkpoint's size: it reads the index (kilobytes) and the sizes of the
+    data files, never the tensors. Intact means: the index parses, every data shard it needs
+    exists, and together they hold at least the bytes of the index's numeric tensors (a copy or
+    a write that was cut short leaves them smaller). Bits flipped inside a complete file are
+    found later, when RestoreV2 checks each tensor's CRC32C (a ValueError naming the checkpoint).
+    """
+    index = prefix + ".index"
+    if not tf.io.gfile.exists(index):
+        return "its index file %s is missing" % index
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        shapes = reader.get_variable_to_shape_map()
+        dtypes = reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError) as error:
+        return "its index file %s cannot be read (%s)" % (index, _first_line(error))
+    needed = sum(int(np.prod(shapes[name], dtype=np.int64)) * dtypes[name].size
+                 for name in shapes if dtypes[name] != tf.string)
+    shard_files = [f for f in tf.io.gfile.glob(prefix + ".data-*-of-*")
+                   if _DATA_SHARD_RE.search(f)]
+    num_shards = max([int(_DATA_SHARD_RE.search(f).group(2)) for f in shard_files] or [1])
+    wanted = ["%s.data-%05d-of-%05d" % (prefix, i, num_shards) for i in range(num_shards)]
+    missing = [f for f in wanted if not tf.io.gfile.exists(f)]
+    if missing:
+        return "its data file %s is missing" % ", ".join(missing)
+    have = sum(tf.io.gfile.stat(f).length for f in wanted)
+    if have < needed:
+        return ("its data file holds %d bytes but its index lists %d (a truncated copy or an "
+                "interrupted write)" % (have, needed))
+    return None
+
+
+def check_checkpoint_readable(checkpoint_path: str) -> str:
+    """The resolved prefix of `checkpoint_path` (a prefix or a directory, see
+    resolve_checkpoint_path); ValueError naming it when it is missing or not intact."""
+    path = resolve_checkpoint_path(checkpoint_path)
+    problem = checkpoint_problem(path)
+    if problem:
+        raise ValueError("checkpoint %s cannot be read: %s" % (path, problem))
+    return path
+
+
+def _is_slot(name: str, variable_names: Set[str]) -> bool:
+    """True for an optimizer slot (`<var>/adam_m`, `<var>/Adam_1`, ...) of one of the
+    variable_names: a name one of whose proper prefixes ending before a '/' is a variable."""
+    parts = name.split("/")
+    return any("/".join(parts[:k]) in variable_names for k in range(1, len(parts)))
+
+
+def _summarize_names(names: List[str]) -> str:
+    """Names joined by ", ", each encoder layer with more than 3 of them as one
+    `bert/encoder/layer_N/* (k variables)` entry, so a whole missing layer is one item."""
+    groups: Dict[str, List[str]] = {}
+    for name in names:
+        match = re.match(r"(bert/encoder/layer_\d+/)", name)
+        groups.setdefault(match.group(1) if match else name, []).append(name)
+    parts = []
+    for key, members in groups.items():
+        if key.endswith("/") and len(members) > 3:
+            parts.append("%s* (%d variables)" % (key, len(members)))
+        else:
+            parts.extend(members)
+    return ", ".join(parts)
+
+
+def check_checkpoint_fits(checkpoint_path: str, checkpoint_shapes: Mapping[str, List[int]],
+                          model_shapes: Mapping[str, List[int]],
+                          allow_partial: bool = False) -> List[str]:
+    """Compares a checkpoint with a model by Google name; returns the model's names that the
+    checkpoint provides (in model order).
+
+    Errors (ValueError naming the checkpoint and listing the variables): a shape that differs;
+    a `bert/` variable of the model that the checkpoint lacks; a `bert/` variable of the
+    checkpoint that the model leaves unused (e.g. a 3-layer bert_config.json against a 6-layer
+    checkpoint). Optimizer slots (`<var>/adam_m`), `global_step`, `cls/*` and a missing
+    classifier head are not errors. With allow_partial the missing and unused variables are
+    logged as a warning instead (shapes must still match).
+    """
+    present = [n for n in model_shapes if n in checkpoint_shapes]
+    for name in present:
+        want, have = list(model_shapes[name]), list(checkpoint_shapes[name])
+        if want != have:
+            raise ValueError(
+                "Shape of variable %s in checkpoint %s is %s, but the model's variable has shape "
+                "%s (does bert_config.json / num_labels match the checkpoint?)"
+                % (name, checkpoint_path, have, want))
+    missing = [n for n in model_shapes if n.startswith("bert/") and n not in checkpoint_shapes]
+    variable_names = set(model_shapes) | set(checkpoint_shapes)
+    unused = sorted(n for n in checkpoint_shapes if n.startswith("bert/")
+                    and n not in model_shapes and not _is_slot(n, variable_names))
+    problems = []
+    if missing:
+        problems.append("checkpoint %s lacks %d BERT variable(s) of the model (is it a BERT "
+                        "checkpoint with the same number of layers?): %s"
+                        % (checkpoint_path, len(missing), _summarize_names(missing)))
+    if unused:
+        problems.append("the model would leave %d BERT variable(s) of checkpoint %s unused (does "
+                        "bert_config.json describe the checkpoint's model, e.g. its "
+                        "num_hidden_layers?): %s"
+                        % (len(unused), checkpoint_path, _summarize_names(unused)))
+    if problems and not allow_partial:
+        raise ValueError("; ".join(problems) + "; pass --allow_partial_checkpoint=true to load "
+                         "only the variables that match")
+    for problem in problems:
+        logging.warning("Partial checkpoint load (allowed): %s", problem)
+    return present
+
+
 @contextlib.contextmanager
 def _cross_replica(variable: tf.Variable):
     """Enters the variable's distribution strategy scope when it has one and none is active,
@@ -128,26 +280,18 @@ def _assign_from_checkpoint(path: str, dtypes: Mapping[str, tf.DType],
     so at most one checkpoint value is alive besides the variables themselves."""
     for name in names:
         variable = name_to_variable[name]
-        with tf.device("/cpu:0"):
-            value = tf.raw_ops.RestoreV2(prefix=path, tensor_names=[name], shape_and_slices=[""],
-                                         dtypes=[dtypes[name]])[0]
+        try:
+            with tf.device("/cpu:0"):
+                value = tf.raw_ops.RestoreV2(prefix=path, tensor_names=[name],
+                                             shape_and_slices=[""], dtypes=[dtypes[name]])[0]
+        except tf.errors.OpError as error:  # DataLoss (CRC mismatch), OutOfRange (truncated)
+            raise ValueError("checkpoint %s cannot be read: variable %s: %s"
+                             % (path, name, _first_line(error))) from None
         if value.dtype != variable.dtype:
             value = tf.cast(value, variable.dtype)
         with _cross_replica(variable):
             variable.assign(value)
         del value
-
-
-def _check_shapes(checkpoint_path: str, shapes: Mapping[str, List[int]],
-                  name_to_variable: Mapping[str, tf.Variable], names: Iterable[str]) -> None:
-    for name in names:
-        want = list(name_to_variable[name].shape)
-        have = list(shapes[name])
-        if want != have:
-            raise ValueError(
-                "Shape of variable %s in checkpoint %s is %s, but the model's variable has shape "
-                "%s (does bert_config.json / num_labels match the checkpoint?)"
-                % (name, checkpoint_path, have, want))
 
 
 def log_trainable_variables(name_to_variable: Mapping[str, tf.Variable],
@@ -161,24 +305,21 @@ def log_trainable_variables(name_to_variable: Mapping[str, tf.Variable],
 
 
 def init_from_checkpoint(name_to_variable: Mapping[str, tf.Variable],
-                         checkpoint_path: str) -> Set[str]:
+                         checkpoint_path: str, allow_partial: bool = False) -> Set[str]:
     """Initializes variables from a checkpoint by Google name; returns the names assigned.
 
     Names the checkpoint lacks keep their values (e.g. output_weights from a pre-trained
-    checkpoint) except that every `bert/` name must be present; checkpoint names the model lacks
-    (cls/*, */adam_m, global_step, ...) are ignored. Shape mismatches raise ValueError.
-    `checkpoint_path` is a prefix or a directory (its latest checkpoint).
+    checkpoint); slots, global_step and cls/* of the checkpoint are ignored. A checkpoint that
+    cannot be read, a shape mismatch, a `bert/` variable of the model the checkpoint lacks and a
+    `bert/` variable of the checkpoint the model leaves unused raise ValueError (the last two
+    only warn with allow_partial; see check_checkpoint_fits). `checkpoint_path` is a prefix or
+    a directory (its latest checkpoint).
     """
-    path = resolve_checkpoint_path(checkpoint_path)
+    path = check_checkpoint_readable(checkpoint_path)
     reader = tf.train.load_checkpoint(path)
-    shapes = reader.get_variable_to_shape_map()
-    missing = [n for n in name_to_variable if n.startswith("bert/") and n not in shapes]
-    if missing:
-        raise ValueError("checkpoint %s lacks %d BERT variable(s) of the model (is it a BERT "
-                         "checkpoint with the same number of layers?): %s"
-                         % (path, len(missing), ", ".join(missing)))
-    present = [n for n in name_to_variable if n in shapes]
-    _check_shapes(path, shapes, name_to_variable, present)
+    model_shapes = {n: list(v.shape) for n, v in name_to_variable.items()}
+    present = check_checkpoint_fits(path, reader.get_variable_to_shape_map(), model_shapes,
+                                    allow_partial)
     _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable, present)
     initialized = set(present)
     log_trainable_variables(name_to_variable, initialized)
@@ -187,15 +328,15 @@ def init_from_checkpoint(name_to_variable: Mapping[str, tf.Variable],
 
 def restore_checkpoint(checkpoint_path: str, name_to_variable: Mapping[str, tf.Variable]) -> str:
     """Restores every variable (model, optimizer slots, global_step...) by name; all must be in
-    the checkpoint. Returns the resolved checkpoint prefix."""
-    path = resolve_checkpoint_path(checkpoint_path)
+    the checkpoint, with their shapes. Returns the resolved checkpoint prefix."""
+    path = check_checkpoint_readable(checkpoint_path)
     reader = tf.train.load_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()
     missing = [n for n in name_to_variable if n not in shapes]
     if missing:
         raise ValueError("checkpoint %s lacks %d variable(s) needed to resume: %s"
                          % (path, len(missing), ", ".join(missing)))
-    _check_shapes(path, shapes, name_to_variable, name_to_variable.keys())
+    check_checkpoint_fits(path, shapes, {n: list(v.shape) for n, v in name_to_variable.items()})
     _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable,
                             name_to_variable.keys())
     return path
@@ -288,21 +429,81 @@ def save_checkpoint(output_dir: str, name_to_variable: Mapping[str, object], glo
     return prefix
 
 
-def latest_checkpoint(output_dir: str) -> Optional[str]:
-    """The newest complete checkpoint prefix recorded in `output_dir/checkpoint`, or None."""
+_STEP_SUFFIX_RE = re.compile(r"-(\d+)$")
+# (output_dir, unusable, used) fallbacks already warned about: preflight, training, eval and
+# predict each look for the latest checkpoint, the warning is given once.
+_WARNED_FALLBACKS: Set[tuple] = set()
+
+
+def _step_of(prefix: str) -> int:
+    match = _STEP_SUFFIX_RE.search(prefix)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_candidates(output_dir: str) -> List[str]:
+    """The checkpoint prefixes `output_dir` holds, newest (highest step) first: those its
+    `checkpoint` state file names and every `model.ckpt-N` with a file on disk (an index or a
+    data shard), whether intact or not."""
     if not output_dir or not tf.io.gfile.isdir(output_dir):
-        return None
-    return tf.train.latest_checkpoint(output_dir)
+        return []
+    prefixes: List[str] = []
+    state = tf.train.get_checkpoint_state(output_dir)  # None when absent or unparsable
+    if state is not None:
+        named = [state.model_checkpoint_path] + list(state.all_model_checkpoint_paths)
+        prefixes += [p if os.path.isabs(p) or "://" in p else os.path.join(output_dir, p)
+                     for p in named if p]
+    pattern = os.path.join(output_dir, CHECKPOINT_BASENAME + "-*")
+    for filename in tf.io.gfile.glob(pattern + ".index") + tf.io.gfile.glob(pattern + ".data-*"):
+        prefix = re.sub(r"\.(index|data-\d+-of-\d+)$", "", filename)
+        if prefix != filename and _STEP_SUFFIX_RE.search(prefix):
+            prefixes.append(prefix)
+    unique = list(dict.fromkeys(prefixes))  # keeps the state file's latest first among ties
+    return sorted(unique, key=_step_of, reverse=True)
+
+
+def latest_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest intact checkpoint prefix in `output_dir`, or None when it holds none at all.
+
+    When the newest one cannot be restored (index missing, data file truncated: see
+    checkpoint_problem) the newest intact one is returned, with a warning naming both. When
+    output_dir holds checkpoints but none is intact, ValueError names them and what to do: a run
+    never silently starts again from the initial checkpoint over a run's checkpoints.
+    """
+    candidates = checkpoint_candidates(output_dir)
+    problems = []
+    for prefix in candidates:
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            if problems:
+                key = (output_dir, tuple(problems), prefix)
+                if key not in _WARNED_FALLBACKS:
+                    _WARNED_FALLBACKS.add(key)
+                    logging.warning("Checkpoint %s cannot be restored (%s); using %s, the newest "
+                                    "intact checkpoint in %s", problems[0][0], problems[0][1],
+                                    prefix, output_dir)
+            return prefix
+        problems.append((prefix, problem))
+    if problems:
+        raise ValueError(
+            "%s holds checkpoints but none can be restored (%s). Put the missing files back, or "
+            "move model.ckpt-* and `checkpoint` out of %s to train from the start again"
+            % (output_dir, "; ".join("%s: %s" % (os.path.basename(p), why) for p, why in problems),
+               output_dir))
+    return None
 
 
 def checkpoint_global_step(checkpoint_path: str) -> int:
     """The checkpoint's `global_step` value, else the number after the last '-' of its name
-    (`model.ckpt-343` -> 343). Raises ValueError when it has neither."""
-    path = resolve_checkpoint_path(checkpoint_path)
+    (`model.ckpt-343` -> 343). Raises ValueError when it has neither or cannot be read."""
+    path = check_checkpoint_readable(checkpoint_path)
     reader = tf.train.load_checkpoint(path)
     if reader.has_tensor(GLOBAL_STEP_NAME):
-        return int(reader.get_tensor(GLOBAL_STEP_NAME))
-    match = re.search(r"-(\d+)$", path)
+        try:
+            return int(reader.get_tensor(GLOBAL_STEP_NAME))
+        except tf.errors.OpError as error:
+            raise ValueError("checkpoint %s cannot be read: %s: %s"
+                             % (path, GLOBAL_STEP_NAME, _first_line(error))) from None
+    match = _STEP_SUFFIX_RE.search(path)
     if match:
         return int(match.group(1))
     raise ValueError("checkpoint %s has no global_step entry and no -<step> suffix" % path)

@@ -104,6 +104,22 @@ def _define_processor_module_flag() -> None:
             "@register_processor(name) can be used with --task_name.")
 
 
+def _define_input_encoding_flag() -> None:
+    """The encoding of the data files the scripts read."""
+    _define("string", "encoding", "utf-8",
+            "Encoding of the data files (a Python codec name: utf-8, utf-16, cp1252, latin-1, "
+            "...). With utf-8 (the original's reading) bytes that are not UTF-8 are dropped with "
+            "a warning; other encodings are decoded strictly.")
+
+
+def _define_checkpoint_load_flags() -> None:
+    """How strictly init_checkpoint must fit the model of bert_config_file."""
+    _define("bool", "allow_partial_checkpoint", False,
+            "Load init_checkpoint even when the model leaves some of its bert/ variables unused "
+            "or needs bert/ variables it lacks (they keep their initial values), with a warning "
+            "listing them. By default that is an error (the original ignored it silently).")
+
+
 def progress_setting(value: str) -> Optional[bool]:
     """--progress_bar's value as ProgressBar's `enabled` argument (None = decide by terminal)."""
     return {"auto": None, "on": True, "off": False}[value]
@@ -163,6 +179,8 @@ def define_run_classifier_flags() -> None:
             "Processes used to tokenize examples into .tf_record files. Unset means one per CPU "
             "core. The records are identical whatever the count.")
     _define_inference_flags()
+    _define_input_encoding_flag()
+    _define_checkpoint_load_flags()
 
 
 def mark_required() -> None:

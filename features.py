@@ -18,9 +18,8 @@ import itertools
 import multiprocessing
 import os
 import sys
-import time
 import uuid
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -28,9 +27,10 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import kill_points  # noqa: E402
 import tokenization  # noqa: E402
 from progress import ProgressBar  # noqa: E402
-from processors.base import InputExample, InputFeatures, PaddingInputExample  # noqa: E402
+from processors.base import InputFeatures, PaddingInputExample  # noqa: E402
 
 # Examples per task handed to a worker process: large enough to amortise the pickling.
 _CHUNK_SIZE = 256
@@ -374,6 +374,7 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
                 if ex_index % 10000 == 0:
                     logging.info("Writing example %d of %d" % (ex_index, total))
                 writer.write(record)
+                kill_points.reached("featurize_example")
 
             # The first examples (with their log blocks) are always converted here, in order.
             head = min(total, _NUM_LOGGED_EXAMPLES) if num_workers > 1 else total

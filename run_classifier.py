@@ -10,16 +10,11 @@ tf.distribute (CPU, GPUs, TPU, several machines). Read main() top to bottom for 
       --learning_rate=2e-5 --num_train_epochs=3.0 --output_dir=OUT
 """
 
+# The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
+import script_env  # noqa: F401  (first: before TensorFlow is imported)
+
 import os
 import tempfile
-
-# tf_keras (Keras 2) for every tf.keras use, set before TensorFlow is imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# CPU tensors from TensorFlow's BFC allocator, which keeps one pool and reuses its blocks,
-# instead of glibc malloc, whose per-thread arenas (the input pipeline's threads too) each keep
-# their own freed memory: lower peak RSS in training and in eval/predict (bench/README.md).
-# A value in the environment wins.
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
@@ -29,10 +24,11 @@ import classifier_flags  # noqa: E402
 import cli  # noqa: E402
 import features  # noqa: E402
 import model_dir  # noqa: E402
-import modeling  # noqa: E402
+import preflight  # noqa: E402
+import run_lock  # noqa: E402
 import tokenization  # noqa: E402
 import training  # noqa: E402
-from processors import get_processor, import_processor_module  # noqa: E402
+from processors import get_processor, import_processor_module, set_input_encoding  # noqa: E402
 
 # Re-exported so that user code written for the original keeps working, e.g.
 # `from run_classifier import DataProcessor, InputExample`.
@@ -77,18 +73,10 @@ def main(_):
     if FLAGS.processor_module:
         import_processor_module(FLAGS.processor_module)
 
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
-
-    if not FLAGS.do_train and not FLAGS.do_eval and not FLAGS.do_predict:
-        raise ValueError(
-            "At least one of `do_train`, `do_eval` or `do_predict' must be True.")
-
-    bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-    if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-        raise ValueError(
-            "Cannot use sequence length %d because the BERT model "
-            "was only trained up to sequence length %d" %
-            (FLAGS.max_seq_length, bert_config.max_position_embeddings))
+    # Every flag, file and checkpoint checked before any work (the original's checks first, in
+    # its order); returns the model config.
+    bert_config = preflight.check_run_classifier_flags(FLAGS)
+    set_input_encoding(FLAGS.encoding)
 
     processor = get_processor(FLAGS.task_name.lower())
     label_list = processor.get_labels()
@@ -101,7 +89,18 @@ def main(_):
     work_dir = FLAGS.output_dir if chief else tempfile.mkdtemp(prefix="bert_worker_")
     if chief:
         tf.io.gfile.makedirs(FLAGS.output_dir)
+        # One run at a time per output_dir, held until the process ends; a second run is refused
+        # naming this one. Temporary files of a killed run are removed here (run_lock.py).
+        run_lock.hold_until_exit(FLAGS.output_dir)
     replicas = strategy.num_replicas_in_sync
+    # Batch sizes are global and must split over the replicas: checked now, not after training.
+    if FLAGS.do_train:
+        training.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
+    if not training.is_multi_worker(strategy):  # (a multi-worker chief evaluates on its own)
+        for flag_name, needed in (("eval_batch_size", FLAGS.do_eval),
+                                  ("predict_batch_size", FLAGS.do_predict)):
+            if needed:
+                training.check_batch_size(flag_name, getattr(FLAGS, flag_name), strategy)
     logging.info("Distribution: %s with %d replica(s) in sync",
                  training.strategy_name(strategy), replicas)
 
@@ -119,8 +118,11 @@ def main(_):
         for example in predict_examples:
             if example.label is None:
                 example.label = label_list[0]
-    for examples in (train_examples, eval_examples, predict_examples):
+    for examples, split, flag_name in ((train_examples, "train", "do_train"),
+                                       (eval_examples, "dev", "do_eval"),
+                                       (predict_examples, "test", "do_predict")):
         if examples is not None:
+            preflight.check_examples(examples, split, flag_name, FLAGS.task_name, FLAGS.data_dir)
             features.validate_labels(examples, label_list)
 
     if FLAGS.do_train:
@@ -161,7 +163,8 @@ def main(_):
             log_step_count_steps=FLAGS.log_step_count_steps,
             shuffle_buffer_size=FLAGS.shuffle_buffer_size,
             seed=FLAGS.seed,
-            progress_bar=progress), strategy)
+            progress_bar=progress,
+            allow_partial_checkpoint=FLAGS.allow_partial_checkpoint), strategy)
 
     if not chief:
         # Evaluation and prediction run on the chief alone, from the checkpoint it saved.
@@ -179,7 +182,8 @@ def main(_):
             eval_examples, "eval.tf_record", FLAGS.eval_batch_size, pad, label_list, tokenizer,
             "***** Running evaluation *****")
         model, checkpoint_path, global_step = training.load_for_inference(
-            bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy)
+            bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy,
+            FLAGS.allow_partial_checkpoint)
         logging.info("Evaluating checkpoint %s", checkpoint_path)
         result = training.evaluate(
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
@@ -194,7 +198,8 @@ def main(_):
             predict_examples, "predict.tf_record", FLAGS.predict_batch_size, pad, label_list,
             tokenizer, "***** Running prediction*****")
         model, checkpoint_path, _ = training.load_for_inference(
-            bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy)
+            bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy,
+            FLAGS.allow_partial_checkpoint)
         logging.info("Predicting with checkpoint %s", checkpoint_path)
         probabilities = training.predict(
             model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,

@@ -70,8 +70,14 @@ def validate_case_matches_checkpoint(do_lower_case: bool, init_checkpoint: Optio
     match = _CHECKPOINT_NAME_RE.match(init_checkpoint)
     if match is None:
         return
-    model_name = match.group(1)
+    validate_case_matches_model_name(do_lower_case, init_checkpoint, match.group(1))
 
+
+def validate_case_matches_model_name(do_lower_case: bool, init_checkpoint: str,
+                                     model_name: str) -> None:
+    """The original's case check for a model name already taken from `init_checkpoint`: raises
+    its ValueError (naming init_checkpoint) when `model_name` is one of Google's released
+    models whose casing contradicts `do_lower_case`; any other name is accepted."""
     if model_name in _LOWERCASED_MODELS and not do_lower_case:
         actual_flag, case_name, opposite_flag = "False", "lowercased", "True"
     elif model_name in _CASED_MODELS and do_lower_case:

@@ -30,6 +30,7 @@ from absl import logging  # noqa: E402
 
 import checkpoints  # noqa: E402
 import features  # noqa: E402
+import kill_points  # noqa: E402
 import modeling  # noqa: E402
 import optimization  # noqa: E402
 from progress import ProgressBar  # noqa: E402
@@ -126,16 +127,22 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def is_chief_task(task_type: Optional[str], task_id: Optional[int],
+                  cluster: Dict[str, object]) -> bool:
+    """True for the one task of a TF_CONFIG cluster that writes into output_dir: the 'chief'
+    task when the cluster has one, else worker 0 (no task type: a single process)."""
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True for the one task that writes into output_dir (worker 0, or the 'chief' task)."""
     if not is_multi_worker(strategy):
         return True
     resolver = strategy.cluster_resolver
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type in (None, "chief"):
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and not has_chief
+    return is_chief_task(resolver.task_type, resolver.task_id,
+                         resolver.cluster_spec().as_dict())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,10 +210,11 @@ def build_classifier(bert_config: modeling.BertConfig, num_labels: int,
 
 
 def initialize_model(name_to_variable: Dict[str, tf.Variable],
-                     init_checkpoint: Optional[str]) -> None:
-    """Loads what `init_checkpoint` holds into the model (the original's init_from_checkpoint)."""
+                     init_checkpoint: Optional[str], allow_partial: bool = False) -> None:
+    """Loads what `init_checkpoint` holds into the model (the original's init_from_checkpoint;
+    a checkpoint that does not fit the model is an error unless allow_partial)."""
     if init_checkpoint:
-        checkpoints.init_from_checkpoint(name_to_variable, init_checkpoint)
+        checkpoints.init_from_checkpoint(name_to_variable, init_checkpoint, allow_partial)
     else:
         checkpoints.log_trainable_variables(name_to_variable)
 
@@ -229,6 +237,7 @@ class TrainConfig:
     shuffle_buffer_size: int = 100
     seed: Optional[int] = None
     progress_bar: Optional[bool] = None
+    allow_partial_checkpoint: bool = False
 
 
 def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.AdamWeightDecay,
@@ -267,6 +276,20 @@ def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.Adam
         return total / tf.cast(num_steps, tf.float32), last
 
     return train_loop
+
+
+def _skipping_steps(dataset_fn, global_steps: int):
+    """dataset_fn with the batches of the first `global_steps` global steps left out: a resumed
+    run reads on from where the checkpointed one was (with a seed, the very same batches an
+    uninterrupted run reads), instead of starting the data over as the Estimator did."""
+    if not global_steps:
+        return dataset_fn
+
+    def skipping_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        # Each pipeline yields one per-replica batch per local replica and global step.
+        replicas_per_pipeline = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+        return dataset_fn(ctx).skip(global_steps * replicas_per_pipeline)
+    return skipping_fn
 
 
 def _steps_per_host_call(cfg: TrainConfig, strategy: tf.distribute.Strategy,
@@ -309,7 +332,7 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
         logging.info("Restored model and optimizer state from %s (global_step = %d)", latest,
                      int(optimizer.iterations.numpy()))
     else:
-        initialize_model(name_to_variable, cfg.init_checkpoint)
+        initialize_model(name_to_variable, cfg.init_checkpoint, cfg.allow_partial_checkpoint)
 
     step = int(optimizer.iterations.numpy())
     if step >= cfg.num_train_steps:
@@ -318,9 +341,10 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
     if step:
         logging.info("Resuming training at global_step %d of %d", step, cfg.num_train_steps)
 
-    dataset = strategy.distribute_datasets_from_function(input_fn(
+    dataset_fn = input_fn(
         cfg.train_file, cfg.max_seq_length, cfg.train_batch_size, is_training=True,
-        drop_remainder=True, shuffle_buffer_size=cfg.shuffle_buffer_size, seed=cfg.seed))
+        drop_remainder=True, shuffle_buffer_size=cfg.shuffle_buffer_size, seed=cfg.seed)
+    dataset = strategy.distribute_datasets_from_function(_skipping_steps(dataset_fn, step))
     iterator = iter(dataset)
     train_loop = make_train_loop(model, optimizer, strategy, num_labels, cfg.train_batch_size)
 
@@ -350,10 +374,12 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
             with writer.as_default(step=step):
                 tf.summary.scalar("loss", mean_loss)
                 tf.summary.scalar("learning_rate", float(schedule(step - 1)))
+        kill_points.reached("train_step")
         if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
             path = checkpoints.save_checkpoint(save_dir, state, step, cfg.keep_checkpoint_max)
             if chief:
                 logging.info("Saving checkpoints for %d into %s.", step, path)
+            kill_points.reached("checkpoint_saved")
     bar.close()
     if writer is not None:
         writer.close()
@@ -367,7 +393,8 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
 # Evaluation and prediction
 # ---------------------------------------------------------------------------------------------
 def load_for_inference(bert_config: modeling.BertConfig, num_labels: int, output_dir: str,
-                       init_checkpoint: Optional[str], strategy: tf.distribute.Strategy):
+                       init_checkpoint: Optional[str], strategy: tf.distribute.Strategy,
+                       allow_partial_checkpoint: bool = False):
     """A classifier restored as the Estimator did: the latest checkpoint in output_dir, else
     init_checkpoint (logging which). Returns (model, checkpoint_path, global_step)."""
     model = build_classifier(bert_config, num_labels, strategy)
@@ -380,13 +407,24 @@ def load_for_inference(bert_config: modeling.BertConfig, num_labels: int, output
         return model, latest, global_step
     logging.info("Could not find trained model in model_dir: %s, running initialization from "
                  "%s", output_dir, init_checkpoint or "random weights")
-    initialize_model(name_to_variable, init_checkpoint)
+    initialize_model(name_to_variable, init_checkpoint, allow_partial_checkpoint)
     return model, init_checkpoint, 0
 
 
-def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_remainder):
-    return strategy.distribute_datasets_from_function(input_fn(
-        input_file, seq_length, batch_size, is_training=False, drop_remainder=drop_remainder))
+def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_remainder,
+                         num_batches: Optional[int] = None):
+    """The file's eval/predict batches in order. With num_batches, exactly that many, read
+    from the file repeated: the loop never reaches the end of the data, so TensorFlow does not
+    log "Local rendezvous is aborting with status: OUT_OF_RANGE" after every pass."""
+    dataset_fn = input_fn(input_file, seq_length, batch_size, is_training=False,
+                          drop_remainder=drop_remainder)
+    if num_batches is None:
+        yield from strategy.distribute_datasets_from_function(dataset_fn)
+        return
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda ctx: dataset_fn(ctx).repeat()))
+    for _ in range(num_batches):
+        yield next(iterator)
 
 
 def _maybe_xla(step_fn, jit_compile: bool, strategy: tf.distribute.Strategy):
@@ -545,7 +583,7 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
     batch_means: List[float] = []
     bar = ProgressBar(num_batches or 0, "eval", enabled=progress_bar, unit="batches")
     for batch in _distributed_batches(strategy, eval_file, seq_length, eval_batch_size,
-                                      drop_remainder):
+                                      drop_remainder, num_batches):
         correct, weighted_loss, weight, loss_sum, count = run_step(batch).numpy()
         sums += (correct, weighted_loss, weight)
         if count:
@@ -570,10 +608,10 @@ def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
     check_batch_size("predict_batch_size", predict_batch_size, strategy)
     run_step = make_predict_step(model, strategy, jit_compile, micro_batch_size)
     chunks = []
-    bar = ProgressBar(-(-num_examples // predict_batch_size), "predict", enabled=progress_bar,
-                      unit="batches")
+    num_batches = -(-num_examples // predict_batch_size)
+    bar = ProgressBar(num_batches, "predict", enabled=progress_bar, unit="batches")
     for batch in _distributed_batches(strategy, predict_file, seq_length, predict_batch_size,
-                                      drop_remainder):
+                                      drop_remainder, num_batches):
         # Replicas hold consecutive slices of the global batch (see input_fn).
         for local in strategy.experimental_local_results(run_step(batch)):
             chunks.append(local.numpy())

@@ -4,8 +4,10 @@ An `InputExample` is one row of a task's data; a `DataProcessor` turns the files
 into lists of them. The readers here also do the bookkeeping the original skipped: every
 row knows the file and line it came from (`InputExample.source`), a missing file or a short
 row raises a `ValueError` naming the file and line, and undecodable bytes are reported once
-per file instead of being dropped silently.
+per file instead of being dropped silently. Files are read as UTF-8 unless
+`set_input_encoding()` (run_classifier.py --encoding) names another encoding.
 """
+import codecs
 import csv
 import io
 import os
@@ -68,13 +70,87 @@ class InputFeatures(object):
                                          self.label_id, self.is_real_example))
 
 
-def decode_text(data: bytes, name: str) -> str:
-    """`data` decoded as UTF-8, `name` (a path, or "<stdin>") naming it in the warning.
+# The encoding of every data file read through read_text_file (so also DataProcessor._read_tsv
+# and the built-in processors). run_classifier.py --encoding sets it with set_input_encoding();
+# processors written for the original keep their signatures and get it without a change.
+_input_encoding = "utf-8"
 
-    A leading UTF-8 byte-order mark is removed. Bytes that are not UTF-8 are dropped, as the
-    original's `convert_to_unicode` did, but with one warning giving their count and the
-    line of the first one.
+# Byte-order marks of the encodings a UTF-8 reader would turn into garbage (longest first:
+# the UTF-32 LE mark starts with the UTF-16 LE one).
+_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                 (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def set_input_encoding(encoding: str) -> None:
+    """Sets the encoding of the data files read from now on (default "utf-8"). Raises
+    ValueError for a name Python does not know."""
+    global _input_encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError("--encoding=%s: unknown encoding (expected a Python codec name such as "
+                         "utf-8, utf-16, cp1252 or latin-1)" % encoding) from None
+    _input_encoding = encoding
+
+
+def input_encoding() -> str:
+    """The encoding data files are read with (see set_input_encoding)."""
+    return _input_encoding
+
+
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def read_text_file(path: str, encoding: Optional[str] = None) -> str:
+    """Returns the whole file at `path` (local or gs://) as text (see decode_text).
+
+    `encoding` defaults to input_encoding() ("utf-8" unless --encoding says otherwise).
+    A missing file raises ValueError naming the path.
     """
+    if not tf.io.gfile.exists(path):
+        raise ValueError("Data file not found: %s" % path)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    return decode_text(data, path, encoding)
+
+
+def decode_text(data: bytes, name: str, encoding: Optional[str] = None) -> str:
+    """`data` (the bytes of the file or stream `name`, e.g. "<stdin>") as text.
+
+    `encoding` defaults to input_encoding().
+
+    UTF-8 (the original's reading): a leading byte-order mark is removed; bytes that are not
+    UTF-8 are dropped, as the original's `convert_to_unicode` did, but with one warning giving
+    their count, the line of the first one and the --encoding to use. Data that starts with a
+    UTF-16/UTF-32 byte-order mark, or is mostly NUL bytes (UTF-16 without a mark), is not read
+    as UTF-8 garbage: ValueError names its encoding.
+
+    Another encoding: decoded strictly (UTF-16/32 byte-order marks are honoured); a byte that
+    does not decode raises ValueError naming the file, line and encoding.
+    """
+    encoding = encoding or _input_encoding
+    path = name  # in the messages
+    if not _is_utf8(encoding):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as error:
+            line = data.count(b"\n", 0, error.start) + 1
+            raise ValueError("%s:%d: not valid %s (%s at byte offset %d); pass the file's "
+                             "encoding with --encoding" % (path, line, encoding, error.reason,
+                                                           error.start)) from None
+    for bom, bom_name in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            raise ValueError("%s is %s (it starts with a %s byte-order mark), not UTF-8: pass "
+                             "--encoding=%s or re-encode the file as UTF-8"
+                             % (path, bom_name, bom_name, bom_name.lower()))
+    sample = data[:65536]
+    # UTF-16 text of mostly ASCII characters is every other byte NUL; UTF-8 text has none (a
+    # stray one is let through, as the original did).
+    if sample and sample.count(b"\x00") * 4 >= len(sample):
+        raise ValueError("%s is not UTF-8: a quarter or more of its bytes are NUL, as in UTF-16 "
+                         "without a byte-order mark (pass --encoding=utf-16-le or utf-16-be), or "
+                         "it is not a text file" % path)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -86,21 +162,10 @@ def decode_text(data: bytes, name: str) -> str:
         line = data.count(b"\n", 0, first_error.start) + 1
         logging.warning(
             "%s: dropped %d byte(s) that are not valid UTF-8; the first is on line %d "
-            "(byte offset %d). Re-encode the file as UTF-8 to keep that text.",
-            name, count, line, first_error.start)
+            "(byte offset %d). The file is not UTF-8: pass its encoding with --encoding (e.g. "
+            "--encoding=cp1252) or re-encode it as UTF-8 to keep that text.",
+            path, count, line, first_error.start)
         return text
-
-
-def read_text_file(path: str) -> str:
-    """Returns the whole file at `path` (local or gs://) decoded as UTF-8 (see decode_text).
-
-    A missing file raises ValueError naming the path.
-    """
-    if not tf.io.gfile.exists(path):
-        raise ValueError("Data file not found: %s" % path)
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
-    return decode_text(data, path)
 
 
 def read_tsv_rows(input_file: str, quotechar: Optional[str] = None

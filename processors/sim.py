@@ -10,6 +10,7 @@ Every non-blank data row becomes one example with its texts exactly as in the fi
 everything is read as str, so "NA", "null" or "None" stay text, and labels written as
 numbers ("1.0", " 1") are normalised to "0"/"1".
 """
+import collections
 import csv
 import io
 import math
@@ -19,6 +20,7 @@ from typing import List, Optional, Tuple
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pandas as pd  # noqa: E402
+from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from processors.base import (DataProcessor, InputExample, read_text_file,  # noqa: E402
@@ -59,30 +61,48 @@ def _is_blank(fields: List[str]) -> bool:
 def read_table(path: str) -> Tuple[List[List[str]], List[int]]:
     """Reads a .tsv/.csv file into its non-blank rows (lists of str) and their 1-based lines.
 
-    All rows must have the same number of columns as the first one, otherwise ValueError
-    names the file, line and counts (pandas would silently pad short rows).
+    All rows must have the same number of columns, otherwise ValueError names the file, the
+    line where the first odd row starts and the counts (pandas would silently pad short rows);
+    the expected count is the one most rows have, so a short first row is blamed on line 1. In a
+    .csv, a row that a double quote stretches over several lines is reported where the quote
+    opens.
     """
     text = read_text_file(path)
     is_csv = path.lower().endswith(".csv")
     sep = "," if is_csv else "\t"
     quoting = csv.QUOTE_MINIMAL if is_csv else csv.QUOTE_NONE
-    # A structural pass with the csv module: the physical line of every row and its width.
+    # A structural pass with the csv module: the physical lines of every row and its width.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"',
                         quoting=quoting)
-    lines, widths = [], []
+    lines, ends, widths = [], [], []
+    row_start = 1
     try:
         for fields in reader:
             if not _is_blank(fields):
-                lines.append(reader.line_num)
+                lines.append(row_start)
+                ends.append(reader.line_num)
                 widths.append(len(fields))
+            row_start = reader.line_num + 1
     except csv.Error as e:
-        raise ValueError("%s:%d: %s" % (path, reader.line_num, e)) from e
+        raise ValueError("%s:%d: %s" % (path, row_start, e)) from e
     if not lines:
         return [], []
-    for line, width in zip(lines, widths):
-        if width != widths[0]:
-            raise ValueError("%s:%d: expected %d columns (as in the first row), found %d" %
-                             (path, line, widths[0], width))
+    expected = collections.Counter(widths).most_common(1)[0][0]
+    for line, end, width in zip(lines, ends, widths):
+        if width == expected:
+            continue
+        if end > line:
+            raise ValueError(
+                "%s:%d: a double quote opens a field here that runs to line %d, giving a row of "
+                "%d column(s) where %d are expected: a closing quote is missing (a quote inside "
+                "a quoted field is written \"\")" % (path, line, end, width, expected))
+        raise ValueError("%s:%d: expected %d columns (as %d of the %d rows have), found %d" %
+                         (path, line, expected, widths.count(expected), len(widths), width))
+    spanning = [(line, end) for line, end in zip(lines, ends) if end > line]
+    if spanning:
+        logging.warning("%s:%d: a quoted field runs over lines %d-%d (%d such row(s)); if that is "
+                        "not meant, a closing double quote is missing", path, spanning[0][0],
+                        spanning[0][0], spanning[0][1], len(spanning))
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str,
                             keep_default_na=False, na_filter=False, quoting=quoting,

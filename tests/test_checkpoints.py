@@ -1,6 +1,7 @@
 """checkpoints.py: Google's names, TF1-format checkpoints in both directions, save/restore."""
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -182,13 +183,133 @@ def test_missing_bert_variables_are_listed(tmp_path):
         checkpoints.init_from_checkpoint(checkpoints.variables_by_checkpoint_name(deeper), path)
     message = str(error.value)
     assert "lacks 16 BERT variable(s)" in message
-    assert "bert/encoder/layer_2/attention/self/query/kernel" in message
+    assert "bert/encoder/layer_2/* (16 variables)" in message  # a whole layer is one entry
     assert "layer_1" not in message
+    assert "\n" not in message
     with pytest.raises(ValueError, match="not found"):
         checkpoints.init_from_checkpoint(names, str(tmp_path / "nope.ckpt"))
     os.makedirs(tmp_path / "empty")
     with pytest.raises(ValueError, match="no checkpoint found"):
         checkpoints.init_from_checkpoint(names, str(tmp_path / "empty"))
+
+
+def test_unused_bert_variables_are_an_error_unless_partial_load_is_asked(tmp_path, caplog):
+    """A 3-layer checkpoint into a 2-layer model: the original dropped layer_2 silently."""
+    deeper = modeling.BertModel(_config(num_hidden_layers=3))
+    deeper_names = checkpoints.variables_by_checkpoint_name(deeper)
+    path, values = _write_tf1_checkpoint(str(tmp_path / "model.ckpt"), deeper_names)
+    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    with pytest.raises(ValueError) as error:
+        checkpoints.init_from_checkpoint(names, path)
+    message = str(error.value)
+    assert "would leave 16 BERT variable(s) of checkpoint %s unused" % path in message
+    assert "bert/encoder/layer_2/* (16 variables)" in message
+    assert "--allow_partial_checkpoint" in message and "adam" not in message
+    with caplog.at_level(logging.WARNING):
+        loaded = checkpoints.init_from_checkpoint(names, path, allow_partial=True)
+    assert loaded == set(names)
+    np.testing.assert_array_equal(names["bert/encoder/layer_1/output/dense/kernel"].numpy(),
+                                  values["bert/encoder/layer_1/output/dense/kernel"])
+    assert any("Partial checkpoint load (allowed)" in r.getMessage() for r in caplog.records)
+    # Resuming needs an exact fit: the same unused layer is an error there too.
+    with pytest.raises(ValueError, match="unused"):
+        checkpoints.restore_checkpoint(path, names)
+
+
+def test_expected_variable_shapes_match_the_built_model():
+    for overrides, num_labels in (({}, 3), ({"num_hidden_layers": 1, "intermediate_size": 7}, 0)):
+        config = _config(**overrides)
+        model = (modeling.BertClassifier(config, num_labels) if num_labels
+                 else modeling.BertModel(config))
+        built = {n: list(v.shape) for n, v in
+                 checkpoints.variables_by_checkpoint_name(model).items()}
+        expected = checkpoints.expected_variable_shapes(config, num_labels)
+        assert list(expected.items()) == list(built.items())
+
+
+def _saved(tmp_path, steps=(1, 2, 3)):
+    out = str(tmp_path / "out")
+    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    for step in steps:
+        checkpoints.save_checkpoint(out, names, step)
+    return out, names
+
+
+def test_checkpoint_problem_finds_cut_and_missing_files(tmp_path):
+    out, _ = _saved(tmp_path, steps=(1,))
+    prefix = os.path.join(out, "model.ckpt-1")
+    data = prefix + ".data-00000-of-00001"
+    assert checkpoints.checkpoint_problem(prefix) is None
+    size = os.path.getsize(data)
+    with open(data, "r+b") as f:
+        f.truncate(size - 1)  # one byte short is enough
+    assert re.search(r"holds %d bytes but its index lists %d" % (size - 1, size),
+                     checkpoints.checkpoint_problem(prefix))
+    os.remove(data)
+    assert checkpoints.checkpoint_problem(prefix) == "its data file %s is missing" % data
+    with open(prefix + ".index", "wb") as f:
+        f.write(b"garbage")
+    assert "cannot be read" in checkpoints.checkpoint_problem(prefix)
+    os.remove(prefix + ".index")
+    assert checkpoints.checkpoint_problem(prefix) == "its index file %s.index is missing" % prefix
+    with pytest.raises(ValueError, match="checkpoint .*model.ckpt-1 not found"):
+        checkpoints.check_checkpoint_readable(prefix)
+
+
+def test_truncated_checkpoint_is_a_one_line_error_naming_it(tmp_path):
+    out, names = _saved(tmp_path, steps=(1,))
+    prefix = os.path.join(out, "model.ckpt-1")
+    data = prefix + ".data-00000-of-00001"
+    with open(data, "r+b") as f:
+        f.truncate(1000)
+    for load in (checkpoints.init_from_checkpoint, checkpoints.restore_checkpoint):
+        with pytest.raises(ValueError) as error:
+            load(names, prefix) if load is checkpoints.init_from_checkpoint else load(prefix, names)
+        assert str(error.value).startswith("checkpoint %s cannot be read: its data file" % prefix)
+    # A complete file with flipped bytes: found by the CRC when the tensor is read.
+    out2, names2 = _saved(tmp_path / "b", steps=(1,))
+    data2 = os.path.join(out2, "model.ckpt-1.data-00000-of-00001")
+    with open(data2, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"model.ckpt-1 cannot be read: variable bert/"):
+        checkpoints.restore_checkpoint(out2, names2)
+
+
+def test_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, caplog):
+    out, _ = _saved(tmp_path)
+    os.remove(os.path.join(out, "model.ckpt-3.index"))
+    with caplog.at_level(logging.WARNING):
+        assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-2")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "model.ckpt-3 cannot be restored (its index file" in warnings[0]
+    assert "using %s, the newest intact" % os.path.join(out, "model.ckpt-2") in warnings[0]
+    with open(os.path.join(out, "model.ckpt-2.data-00000-of-00001"), "r+b") as f:
+        f.truncate(10)
+    assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-1")
+    os.remove(os.path.join(out, "model.ckpt-1.data-00000-of-00001"))
+    with pytest.raises(ValueError) as error:
+        checkpoints.latest_checkpoint(out)
+    message = str(error.value)
+    assert message.startswith("%s holds checkpoints but none can be restored" % out)
+    for step in (1, 2, 3):
+        assert "model.ckpt-%d: its" % step in message
+    assert "to train from the start again" in message and "\n" not in message
+
+
+def test_latest_checkpoint_sees_an_intact_checkpoint_the_state_file_missed(tmp_path):
+    """Killed between writing model.ckpt-4 and the state file: ckpt-4 is complete, use it."""
+    out, names = _saved(tmp_path)
+    state = open(os.path.join(out, "checkpoint")).read()
+    checkpoints.save_checkpoint(out, names, 4)
+    with open(os.path.join(out, "checkpoint"), "w") as f:
+        f.write(state)
+    assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-4")
+    # Files that are not this port's model.ckpt-N (a copied pre-trained model) are not runs.
+    other = str(tmp_path / "other")
+    checkpoints.write_checkpoint(os.path.join(other, "bert_model.ckpt"), names)
+    assert checkpoints.latest_checkpoint(other) is None
 
 
 def test_tf1_readers_see_google_names(tmp_path):

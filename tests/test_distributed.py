@@ -34,8 +34,10 @@ def setup(tmp_path_factory):
 
 def _args(setup, output_dir, **flags):
     tiny, data_dir, _ = setup
+    # Two steps per host call: a loss summary every 2 steps to compare between the runs.
     return classifier_args(tiny, data_dir, output_dir, "sim", do_train="true", seed=11,
-                           num_train_epochs=2.0, learning_rate=5e-3, **flags)
+                           num_train_epochs=2.0, learning_rate=5e-3, iterations_per_loop=2,
+                           **flags)
 
 
 def _final_weights(output_dir):
@@ -45,28 +47,57 @@ def _final_weights(output_dir):
 
 
 @pytest.fixture(scope="module")
-def one_device(setup):
+def one_device_dir(setup):
     out = str(setup[2] / "one_device")
     run_classifier(_args(setup, out))
-    return _final_weights(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_device(one_device_dir):
+    return _final_weights(one_device_dir)
 
 
 def _assert_same_training(a, b, atol=2e-5):
     assert set(a) == set(b)
     assert int(a["global_step"]) == int(b["global_step"]) > 0
-    moved = 0
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=atol, rtol=1e-4, err_msg=name)
-    return moved
 
 
-def test_mirrored_two_cpu_replicas_match_one_device(setup, one_device):
+def _events_files(directory):
+    return [n for n in os.listdir(directory) if n.startswith("events.out.tfevents")]
+
+
+def _logged_losses(directory):
+    """step -> the `loss` scalar of the TensorBoard events in `directory` (one file)."""
+    (name,) = _events_files(directory)
+    losses = {}
+    for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            if value.tag == "loss":
+                losses[event.step] = float(tf.make_ndarray(value.tensor))
+    return losses
+
+
+def _assert_same_logged_loss(one_device_dir, other_dir):
+    """The loss a multi-replica run logs is the global batch's mean, as one device's: the
+    replicas' shares are summed (a MEAN over 2 replicas would halve it)."""
+    expected, logged = _logged_losses(one_device_dir), _logged_losses(other_dir)
+    assert sorted(logged) == sorted(expected) and len(expected) > 1
+    for step, loss in expected.items():
+        assert logged[step] == pytest.approx(loss, rel=1e-4), step
+
+
+def test_mirrored_two_cpu_replicas_match_one_device(setup, one_device, one_device_dir):
     out = str(setup[2] / "mirrored")
     proc = run_classifier(_args(setup, out, distribution_strategy="mirrored",
                                 num_cpu_devices=2, do_eval="true", do_predict="true"))
     assert "MirroredStrategy with 2 replica(s) in sync" in proc.stderr
     mirrored = _final_weights(out)
     _assert_same_training(one_device, mirrored)
+    _assert_same_logged_loss(one_device_dir, out)
     # Eval and predict over 2 replicas pad the last batch; the padding rows are not output.
     from processors import get_processor
     processor = get_processor("sim")
@@ -89,7 +120,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_match_one_process(setup, one_device):
+def test_two_workers_match_one_process(setup, one_device, one_device_dir):
     out = str(setup[2] / "multi_worker")
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -108,6 +139,14 @@ def test_two_workers_match_one_process(setup, one_device):
         assert p.returncode == 0, err[-4000:]
     assert "MultiWorkerMirroredStrategy with 2 replica(s) in sync" in logs[0][1]
     _assert_same_training(one_device, _final_weights(out))
-    # Only the chief wrote into output_dir; it also ran the evaluation.
-    assert os.path.exists(os.path.join(out, "eval_results.txt"))
+    _assert_same_logged_loss(one_device_dir, out)
+    # Only the chief wrote into output_dir (one events file, its checkpoints and records, no
+    # lock left); it also ran the evaluation.
+    steps = int(one_device["global_step"])  # the only checkpoint (saved at the end)
+    expected = {"checkpoint", "train.tf_record", "eval.tf_record", "eval_results.txt", "eval",
+                "model.ckpt-%d.index" % steps, "model.ckpt-%d.data-00000-of-00001" % steps}
+    names = set(os.listdir(out))
+    assert len(_events_files(out)) == 1
+    assert names - set(_events_files(out)) == expected
+    assert len(_events_files(os.path.join(out, "eval"))) == 1
     assert "***** Running evaluation *****" not in logs[1][1]

@@ -445,8 +445,9 @@ _ORIGINAL_SCRIPT = textwrap.dedent("""
 
 def test_parity_with_googles_original_modeling(tmp_path):
     import importlib.util
-    if importlib.util.find_spec("bert") is None:
-        pytest.skip("bert-tensorflow (Google's original code) is not installed")
+    if importlib.util.find_spec("bert") is None:  # a declared test dependency: fail, never skip
+        pytest.fail("the oracle bert-tensorflow (Google's original code) is not installed: run "
+                    "./setup.sh --test")
     ids, mask, type_ids = _random_inputs(batch=3, seq=9, seed=2)
     for name, value in (("ids", ids), ("mask", mask), ("types", type_ids)):
         np.save(tmp_path / ("%s.npy" % name), value)

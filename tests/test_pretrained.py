@@ -1,5 +1,4 @@
 """pretrained/: the embedded default model build and the Hugging Face converter."""
-import json
 import os
 
 import numpy as np

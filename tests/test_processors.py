@@ -238,6 +238,98 @@ def test_sim_header_missing_label_column(tmp_path):
         _sim(tmp_path, "train.tsv", "text_a\ttext_b\nx\ty\n")
 
 
+def test_sim_short_first_row_is_blamed_on_line_1(tmp_path):
+    """The expected column count is the one most rows have, not the first row's."""
+    rows = "a\tb\n" + "".join("x%d\ty%d\t%d\n" % (i, i, i % 2) for i in range(5))
+    with pytest.raises(ValueError, match=r"train.tsv:1: expected 3 columns \(as 5 of the 6 rows "
+                                         r"have\), found 2$"):
+        _sim(tmp_path, "train.tsv", rows)
+    header = "text_a\ttext_b\n" + "".join("x%d\ty%d\t%d\n" % (i, i, i % 2) for i in range(3))
+    with pytest.raises(ValueError, match=r"train.tsv:1: expected 3 columns"):
+        _sim(tmp_path, "train.tsv", header)
+
+
+def test_sim_unbalanced_quote_is_reported_where_it_opens(tmp_path):
+    lines = ["text_a,text_b,label"] + ["sentence %d,other %d,%d" % (i, i, i % 2)
+                                       for i in range(30)]
+    lines[3] = '"Unbalanced quote at the start,other,1'
+    with pytest.raises(ValueError) as err:
+        _sim(tmp_path, "train.csv", "\n".join(lines) + "\n")
+    message = str(err.value)
+    assert message.startswith("%s:4: a double quote opens a field here that runs to line 31"
+                              % (tmp_path / "train.csv"))
+    assert "closing quote is missing" in message
+
+
+def test_sim_quoted_field_over_lines_is_read_with_a_warning(tmp_path, caplog):
+    text = 'text_a,text_b,label\n"two\nlines",b,1\nc,d,0\n'
+    with caplog.at_level(py_logging.WARNING):
+        examples = _sim(tmp_path, "train.csv", text)
+    assert [e.text_a for e in examples] == ["two\nlines", "c"]
+    assert [e.source for e in examples] == ["%s:2" % (tmp_path / "train.csv"),
+                                            "%s:4" % (tmp_path / "train.csv")]
+    assert any("train.csv:2: a quoted field runs over lines 2-3" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("encoding,name", [("utf-16", "UTF-16"), ("utf-16-be", None),
+                                           ("utf-32", "UTF-32")])
+def test_utf16_and_utf32_files_are_named_not_misread(tmp_path, encoding, name):
+    text = "text_a\ttext_b\tlabel\nCafé au lait\tun café\t1\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        assert not data.startswith(b"\xfe\xff")  # no byte-order mark: found by its NUL bytes
+    (tmp_path / "train.tsv").write_bytes(data)
+    with pytest.raises(ValueError) as err:
+        get_processor("sim").get_train_examples(str(tmp_path))
+    message = str(err.value)
+    if name:
+        assert message == ("%s is %s (it starts with a %s byte-order mark), not UTF-8: pass "
+                           "--encoding=%s or re-encode the file as UTF-8"
+                           % (tmp_path / "train.tsv", name, name, name.lower()))
+    else:
+        assert "is not UTF-8" in message and "UTF-16 without a byte-order mark" in message
+
+
+@pytest.fixture
+def restore_encoding():
+    yield
+    processors.set_input_encoding("utf-8")
+
+
+def test_encoding_reaches_builtin_and_user_processors(tmp_path, restore_encoding):
+    """set_input_encoding (run_classifier --encoding) is read by read_text_file, so by the
+    built-in processors and by a processor written for the original (`_read_tsv`)."""
+    (tmp_path / "train.tsv").write_bytes("gj04\t1\t\tCafé naïve\n".encode("cp1252"))
+
+    class OriginalStyle(DataProcessor):
+        def get_train_examples(self, data_dir):
+            return [InputExample("train-%d" % i, row[3], label=row[1])
+                    for i, row in enumerate(self._read_tsv(data_dir + "/train.tsv"))]
+
+    assert processors.input_encoding() == "utf-8"
+    processors.set_input_encoding("cp1252")
+    assert get_processor("cola").get_train_examples(str(tmp_path))[0].text_a == "Café naïve"
+    assert OriginalStyle().get_train_examples(str(tmp_path))[0].text_a == "Café naïve"
+    # Decoded strictly: a byte that is not in the encoding names file, line and encoding.
+    (tmp_path / "dev.tsv").write_bytes(b"gj04\t1\t\tok\ngj04\t1\t\tbad \xff\n")
+    processors.set_input_encoding("ascii")
+    with pytest.raises(ValueError, match=r"dev.tsv:2: not valid ascii .*pass the file's encoding "
+                                         r"with --encoding"):
+        get_processor("cola").get_dev_examples(str(tmp_path))
+    with pytest.raises(ValueError, match="--encoding=nope: unknown encoding"):
+        processors.set_input_encoding("nope")
+    assert processors.input_encoding() == "ascii"  # unchanged by the refused name
+
+
+def test_utf16_with_encoding_flag_reads(tmp_path, restore_encoding):
+    text = "text_a\ttext_b\tlabel\nCafé au lait\tun café\t1\n"
+    (tmp_path / "train.tsv").write_bytes(text.encode("utf-16"))
+    processors.set_input_encoding("utf-16")
+    examples = get_processor("sim").get_train_examples(str(tmp_path))
+    assert [(e.text_a, e.text_b, e.label) for e in examples] == [("Café au lait", "un café", "1")]
+
+
 # ---- registry and user modules ----
 
 def test_registry_names_case_insensitive():

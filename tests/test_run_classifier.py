@@ -2,7 +2,6 @@
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,10 +20,6 @@ sys.path.insert(0, REPO_ROOT)
 import checkpoints  # noqa: E402
 import features  # noqa: E402
 import modeling  # noqa: E402
-
-
-def _count_rows(examples):
-    return len(examples)
 
 
 @pytest.fixture(scope="session")
@@ -253,42 +248,6 @@ def test_user_processor_module_and_fractional_epochs(tiny_bert, tmp_path):
         assert len(f.read().splitlines()) == 40
 
 
-def test_resume_after_kill_reaches_the_same_step(tiny_bert, tmp_path):
-    data_dir, output_dir = str(tmp_path / "data"), str(tmp_path / "out")
-    fixtures.write_sim(data_dir)
-    from processors import get_processor
-    n_train = len(get_processor("sim").get_train_examples(data_dir))
-    epochs = 30.0
-    expected = int(n_train / 8 * epochs)
-    args = classifier_args(tiny_bert, data_dir, output_dir, "sim", do_train="true",
-                           num_train_epochs=epochs, save_checkpoints_steps=5,
-                           iterations_per_loop=1)
-    proc = subprocess.Popen([sys.executable, e2e_util.RUN_CLASSIFIER] + args,
-                            env=e2e_util.subprocess_env(), cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    first = os.path.join(output_dir, "model.ckpt-5.index")
-    while not os.path.exists(os.path.join(output_dir, "checkpoint")) and time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert os.path.exists(first), "the first checkpoint was never written"
-    killed_at = checkpoints.checkpoint_global_step(checkpoints.latest_checkpoint(output_dir))
-    assert 0 < killed_at < expected
-
-    resumed = run_classifier(args)
-    assert "Restored model and optimizer state" in resumed.stderr
-    final = checkpoints.latest_checkpoint(output_dir)
-    assert checkpoints.checkpoint_global_step(final) == expected
-    assert tf.train.load_variable(final, "global_step") == expected
-
-    again = run_classifier(args)
-    assert "Skipping training since max_steps has already saved." in again.stderr
-    assert checkpoints.latest_checkpoint(output_dir) == final
-
-
 # --------------------------------------------------------------------------------------------
 # The original's checks, in its order, with its messages; and bad input.
 # --------------------------------------------------------------------------------------------
@@ -350,6 +309,102 @@ def test_bad_label_fails_before_training(tiny_bert, tmp_path):
     assert "train.tsv" in last and "'2'" in last and "'0'" in last and "'1'" in last, last
     assert "Traceback" not in err
     assert not os.path.exists(os.path.join(out, "train.tf_record"))
+
+
+def _set_label(path, row, value):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    fields = lines[row].split("\t")
+    fields[-1] = value
+    lines[row] = "\t".join(fields)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_bad_label_in_dev_or_test_fails_before_training(tiny_bert, tmp_path, split):
+    data_dir, out = str(tmp_path / "data"), str(tmp_path / "out")
+    fixtures.write_sim(data_dir)
+    path = os.path.join(data_dir, split + ".tsv")
+    if split == "test":  # the fixture's test set has no labels: give it some
+        with open(path) as f:
+            rows = f.read().splitlines()
+        with open(path, "w") as f:
+            f.write("\n".join([rows[0] + "\tlabel"] + [r + "\t0" for r in rows[1:]]) + "\n")
+    _set_label(path, 2, "maybe")
+    err = _error_of(classifier_args(tiny_bert, data_dir, out, "sim", do_train="true",
+                                    do_eval="true", do_predict="true"))
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("run_classifier.py: error: %s:3: label 'maybe'"
+                           % os.path.join(data_dir, split + ".tsv")), last
+    assert "Traceback" not in err and "***** Running training *****" not in err
+    assert not os.path.exists(os.path.join(out, "train.tf_record"))
+    assert not [n for n in os.listdir(out) if n.startswith("model.ckpt")]
+
+
+def test_eval_flags_are_checked_before_training(tiny_bert, tmp_path):
+    """--eval_batch_size=0 used to fail with ZeroDivisionError after the whole training run."""
+    data_dir, out = str(tmp_path / "data"), str(tmp_path / "out")
+    fixtures.write_sim(data_dir)
+    err = _error_of(classifier_args(tiny_bert, data_dir, out, "sim", do_train="true",
+                                    do_eval="true", eval_batch_size=0))
+    assert err.strip().splitlines()[-1] == (
+        "run_classifier.py: error: --eval_batch_size=0: expected a positive integer")
+    assert not os.path.exists(out)  # nothing was made, let alone written
+
+
+def test_encoding_flag_reads_utf16_data(tiny_bert, tmp_path):
+    data_dir, out = str(tmp_path / "data"), str(tmp_path / "out")
+    fixtures.write_sim(data_dir)
+    from processors import get_processor
+    n_dev = len(get_processor("sim").get_dev_examples(data_dir))
+    dev = os.path.join(data_dir, "dev.tsv")
+    with open(dev, encoding="utf-8") as f:
+        text = f.read()
+    with open(dev, "wb") as f:
+        f.write(text.encode("utf-16"))
+    err = _error_of(classifier_args(tiny_bert, data_dir, out, "sim", do_eval="true"))
+    assert "dev.tsv is UTF-16 (it starts with a UTF-16 byte-order mark)" in err
+    run_classifier(classifier_args(tiny_bert, data_dir, out, "sim", do_eval="true",
+                                   encoding="utf-16"))
+    assert read_eval_results(out)["global_step"] == "0"
+    assert sum(1 for _ in tf.data.TFRecordDataset(os.path.join(out, "eval.tf_record"))) == n_dev
+
+
+# TensorFlow's C++ notices that must not reach a user's terminal by default.
+_CPP_NOTICES = ("cudart_stub.cc", "oneDNN custom operations", "cpu_feature_guard.cc",
+                "XLA service", "StreamExecutor device", "absl::InitializeLog",
+                "Compiled cluster using XLA", "Local rendezvous is aborting")
+
+
+def test_terminal_output_is_the_scripts_own(tiny_bert, tmp_path):
+    """Without TF_CPP_MIN_LOG_LEVEL in the environment the run shows its log lines and progress
+    bars and none of TensorFlow's C++ notices; a value in the environment wins (0 shows them),
+    and even then eval/predict end without the OUT_OF_RANGE rendezvous notice."""
+    data_dir = str(tmp_path / "data")
+    fixtures.write_sim(data_dir)
+    env = e2e_util.subprocess_env()
+    del env["TF_CPP_MIN_LOG_LEVEL"]
+    args = classifier_args(tiny_bert, data_dir, str(tmp_path / "out"), "sim", do_train="true",
+                           do_eval="true", do_predict="true", progress_bar="on")
+    quiet = subprocess.run([sys.executable, e2e_util.RUN_CLASSIFIER] + args, env=env,
+                           capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    for notice in _CPP_NOTICES:
+        assert notice not in quiet.stderr, notice
+    for ours in ("***** Running training *****", "***** Eval results *****",
+                 "***** Predict results *****", "train 100%|", "eval 100%|", "predict 100%|"):
+        assert ours in quiet.stderr, ours
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    loud = subprocess.run([sys.executable, e2e_util.RUN_CLASSIFIER] + args[:-1] + [
+        "--output_dir=" + str(tmp_path / "out2"), "--do_train=false", "--do_predict=false"],
+        env=env,
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert "oneDNN custom operations" in loud.stderr  # the environment's value won
+    assert "Compiled cluster using XLA" in loud.stderr  # for the Abseil logger too
+    assert "***** Eval results *****" in loud.stderr
+    assert "Local rendezvous is aborting" not in loud.stderr
 
 
 def test_tpu_without_tpu_is_a_clear_error(tiny_bert, tmp_path):

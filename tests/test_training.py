@@ -204,3 +204,87 @@ def test_strategy_errors(monkeypatch):
     assert training.strategy_name(training.create_strategy("one_device")) == "OneDeviceStrategy"
     with pytest.raises(ValueError, match="positive multiple of the 1 replicas"):
         training.check_batch_size("train_batch_size", 0, tf.distribute.get_strategy())
+
+
+def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
+    """A step whose gradient norm is above 1: Adam's first moment after it is exactly
+    (1 - beta_1) * g / ||g|| (AdamWeightDecay keeps m without bias correction)."""
+    strategy = tf.distribute.get_strategy()
+    config = modeling.BertConfig.from_dict(dict(
+        e2e_util.TINY_CONFIG, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        classifier_dropout_prob=0.0))
+    tf.random.set_seed(2)
+    model = training.build_classifier(config, 2, strategy)
+    names = checkpoints.variables_by_checkpoint_name(model)
+    # Confident logits make the loss, and so the gradient, large.
+    names["output_weights"].assign(names["output_weights"] * 300.0)
+    optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)
+    optimizer.create_slots(list(names.values()))
+    batch = next(iter(training.input_fn(record_file, 16, 8, is_training=False,
+                                        drop_remainder=True)(tf.distribute.InputContext())))
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
+                       training=True)
+        loss = tf.reduce_mean(modeling.classifier_loss(logits, batch["label_ids"], 2))
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]  # dense embeddings
+    norm = float(tf.linalg.global_norm(grads))
+    assert norm > 6.0  # above 1 and above 5, so a wrong clip norm cannot pass
+
+    loop = training.make_train_loop(model, optimizer, strategy, 2, 8)
+    iterator = iter(tf.data.Dataset.from_tensors(batch))
+    loop(iterator, tf.constant(1))
+    slots = optimizer.slot_variables_by_checkpoint_name(names)
+    by_variable = {id(v): n for n, v in names.items()}
+    for variable, grad in zip(variables, grads):
+        name = by_variable[id(variable)]
+        np.testing.assert_allclose(slots[name + "/adam_m"].numpy(),
+                                   0.1 * grad.numpy() / norm, rtol=1e-4, atol=1e-9,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("task_type,task_id,cluster,chief", [
+    (None, None, {}, True),                                   # no TF_CONFIG task: one process
+    ("worker", 0, {"worker": ["a:1", "b:1"]}, True),          # worker 0 when there is no chief
+    ("worker", 1, {"worker": ["a:1", "b:1"]}, False),
+    ("chief", 0, {"chief": ["c:1"], "worker": ["a:1"]}, True),
+    ("worker", 0, {"chief": ["c:1"], "worker": ["a:1"]}, False),  # the chief task writes
+    ("evaluator", 0, {"worker": ["a:1"], "evaluator": ["e:1"]}, False),
+])
+def test_is_chief_task(task_type, task_id, cluster, chief):
+    assert training.is_chief_task(task_type, task_id, cluster) is chief
+
+
+def test_eval_loss_is_the_mean_of_batch_means_with_a_partial_last_batch(record_file, tiny_model):
+    """Batches of 10, 10 and 4 records: the Estimator's `loss` (mean of each batch's mean)
+    differs from the example-weighted mean, and only the former is right."""
+    strategy = tf.distribute.get_strategy()
+    result = training.evaluate(tiny_model, 2, record_file, 16, 10, strategy,
+                               drop_remainder=False, global_step=1, num_batches=3)
+    spec = features.name_to_features(16)
+    data = next(iter(tf.data.TFRecordDataset(record_file).map(
+        lambda r: features.decode_record(r, spec)).batch(100)))
+    logits = tiny_model(data["input_ids"], data["input_mask"], data["segment_ids"]).numpy()
+    labels = data["label_ids"].numpy()
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_example = -log_probs[np.arange(len(labels)), labels]
+    batch_means = [per_example[0:10].mean(), per_example[10:20].mean(), per_example[20:24].mean()]
+    assert abs(np.mean(batch_means) - per_example.mean()) > 1e-4  # the two can be told apart
+    assert result["loss"] == pytest.approx(np.mean(batch_means), abs=1e-6)
+
+
+def test_resumed_input_continues_the_uninterrupted_stream(record_file):
+    """After k global steps a resumed run reads the batches k, k+1, ... of an uninterrupted
+    run, for one pipeline and for two pipelines of two replicas each."""
+    fn = training.input_fn(record_file, 16, global_batch_size=8, is_training=True,
+                           drop_remainder=True, seed=5)
+    single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(7))
+    resumed = _batches(training._skipping_steps(fn, 3)(tf.distribute.InputContext(1, 0, 1)).take(4))
+    for a, b in zip(single[3:], resumed):
+        np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+    for pipeline in range(2):
+        ctx = tf.distribute.InputContext(2, pipeline, 4)
+        whole = _batches(fn(ctx).take(14))
+        skipped = _batches(training._skipping_steps(fn, 3)(ctx).take(8))
+        for a, b in zip(whole[6:], skipped):
+            np.testing.assert_array_equal(a["input_ids"], b["input_ids"])

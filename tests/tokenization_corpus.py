@@ -233,12 +233,6 @@ def special_lines() -> List[str]:
             "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35 \U00020000\U0002A700\U0002B740\U0002B820\U0002F800"]
 
 
-def all_lines() -> List[Line]:
-    """The whole corpus used by the corpus test: real, Chinese, adversarial, long, special."""
-    return (bbc_lines(1500) + chinese_lines(300) + adversarial_lines(2000) + long_word_lines()
-            + special_lines())
-
-
 def _benchmark(num_lines: int) -> None:
     """Prints lines/s and tokens/s of tokenize + convert_tokens_to_ids, ours vs the original."""
     import time  # pylint: disable=g-import-not-at-top
