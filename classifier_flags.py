@@ -224,6 +224,7 @@ def define_extract_features_flags() -> None:
             enum_values=["cls", "mean", "pooled"])
     _define("bool", "normalize", False,
             "With --pooling: scale every vector to unit L2 norm (cosine similarity = dot product).")
+    _define_input_encoding_flag()
     _define_device_flags()
     _define_inference_flags(micro_batches=False)
 
@@ -267,6 +268,7 @@ def define_predict_flags() -> None:
             "Where the TSV of predictions goes (guid, label, one probability column per label); "
             "- = stdout.")
     _define("integer", "batch_size", 32, "Batch size for predictions.")
+    _define_input_encoding_flag()
     _define_device_flags()
     _define_inference_flags()
 

@@ -20,10 +20,10 @@ output_weights, output_bias) and no optimizer slots -- about a third of the fine
 checkpoint -- beside bert_config.json, vocab.txt and model_info.json: usable as
 --init_checkpoint (or as a model_dir) and readable by Google's original code.
 """
-import os
+# The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
+import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+import os
 
 import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402

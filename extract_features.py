@@ -21,25 +21,26 @@ used -- and then --vocab_file and --bert_config_file default to the folder's fil
 import collections
 import io
 import json
+# The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
+import script_env  # noqa: F401  (first: before TensorFlow is imported)
+
 import os
 import re
 from typing import List, Optional, Tuple
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
 import classifier_flags  # noqa: E402
 import cli  # noqa: E402
 import inference  # noqa: E402
 import model_dir  # noqa: E402
-import tokenization  # noqa: E402
+import preflight  # noqa: E402
 import training  # noqa: E402
+from processors import set_input_encoding  # noqa: E402
+from processors.base import decode_text  # noqa: E402
 
 classifier_flags.define_extract_features_flags()
 FLAGS = classifier_flags.FLAGS
@@ -52,19 +53,21 @@ def read_examples(input_file: str) -> List[Tuple[str, Optional[str]]]:
     """The original's read_examples: one (text_a, text_b or None) per line of the file.
 
     As the original reads it through tf.gfile: lines end at "\\n" only and a "\\r" is dropped;
-    bytes that are not UTF-8 are dropped; each line is stripped; every line counts, a blank one
-    included (it becomes an empty text, `[CLS] [SEP]`); a pair is split at the last " ||| ".
-    Warns once about blank lines and about lines holding several " ||| ".
+    each line is stripped; every line counts, a blank one included (it becomes an empty text,
+    `[CLS] [SEP]`); a pair is split at the last " ||| ". The file is decoded with --encoding
+    (processors.base.decode_text: UTF-8 by default, where the original stopped at a byte that
+    is not UTF-8, its bytes are dropped with a warning). Warns once about blank lines and about
+    lines holding several " ||| ".
     """
     with tf.io.gfile.GFile(input_file, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
+        text = decode_text(f.read(), input_file)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line does not start another
     examples = []
     blank, several = [], []
     for number, raw in enumerate(lines, start=1):
-        line = tokenization.convert_to_unicode(raw.replace(b"\r", b"")).strip()
+        line = raw.replace("\r", "").strip()
         match = _PAIR_RE.match(line)
         if match is None:
             examples.append((line, None))
@@ -83,6 +86,14 @@ def read_examples(input_file: str) -> List[Tuple[str, Optional[str]]]:
                         "split at the last one, as in the original", input_file, len(several),
                         several[0])
     return examples
+
+
+def _layer_indexes(value: str) -> List[int]:
+    try:
+        return [int(x) for x in value.split(",")]
+    except ValueError:
+        raise ValueError("--layers=%s: expected comma-separated layer indexes such as -1,-2,-3,-4"
+                         % value) from None
 
 
 def _model_info() -> model_dir.ModelInfo:
@@ -104,7 +115,7 @@ def _model_info() -> model_dir.ModelInfo:
         model_dir=os.path.dirname(checkpoint), bert_config_file=FLAGS.bert_config_file,
         vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case,
         max_seq_length=FLAGS.max_seq_length,
-        checkpoint=checkpoints.resolve_checkpoint_path(checkpoint))
+        checkpoint=preflight.check_checkpoint_readable(checkpoint, "init_checkpoint"))
 
 
 def _token_features_line(index: int, item: inference.TokenLayers, layer_indexes: List[int]
@@ -144,16 +155,20 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def main(_):
     logging.set_verbosity(logging.INFO)
     training.configure_cpu_devices(FLAGS.num_cpu_devices)
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
-    if FLAGS.batch_size <= 0:
-        raise ValueError("--batch_size=%d: expected a positive number" % FLAGS.batch_size)
-    layer_indexes = [int(x) for x in FLAGS.layers.split(",")] if FLAGS.pooling is None else []
+    # The checks before any work (preflight.py); the model's own (config, vocab, max_seq_length,
+    # checkpoint) run when the Encoder is built, before any text is read.
+    preflight.check_case(FLAGS.do_lower_case, FLAGS.init_checkpoint)
+    preflight.check_positive_int("batch_size", FLAGS.batch_size)
+    preflight.check_encoding("encoding", FLAGS.encoding)
+    set_input_encoding(FLAGS.encoding)
+    layer_indexes = _layer_indexes(FLAGS.layers) if FLAGS.pooling is None else []
     if FLAGS.normalize and FLAGS.pooling is None:
         raise ValueError("--normalize needs --pooling (it normalizes sentence vectors)")
     if not tf.io.gfile.exists(FLAGS.input_file):
         raise ValueError("--input_file=%s: no such file" % FLAGS.input_file)
     output_dir = os.path.dirname(FLAGS.output_file)
     if output_dir:
+        preflight.check_output_dir("output_file", output_dir)
         tf.io.gfile.makedirs(output_dir)
     info = _model_info()
 
@@ -165,9 +180,9 @@ def main(_):
         # As run_classifier's eval/predict: the chief computes by itself, on its own devices.
         strategy = training.create_strategy("one_device")
     training.check_batch_size("batch_size", FLAGS.batch_size, strategy)
-    examples = read_examples(FLAGS.input_file)
     encoder = inference.Encoder(info, strategy=strategy, jit_compile=FLAGS.xla_inference,
-                                batch_size=FLAGS.batch_size)
+                                batch_size=FLAGS.batch_size, checkpoint_flag="init_checkpoint")
+    examples = read_examples(FLAGS.input_file)
     logging.info("Extracting %s for %d line(s) of %s with checkpoint %s (max_seq_length %d)",
                  "%s vectors" % FLAGS.pooling if FLAGS.pooling else "layers %s" % layer_indexes,
                  len(examples), FLAGS.input_file, encoder.checkpoint, encoder.max_seq_length)

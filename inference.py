@@ -31,6 +31,7 @@ import checkpoints  # noqa: E402
 import features  # noqa: E402
 import model_dir as model_dir_lib  # noqa: E402
 import modeling  # noqa: E402
+import preflight  # noqa: E402
 import tokenization  # noqa: E402
 import training  # noqa: E402
 from progress import ProgressBar  # noqa: E402
@@ -73,12 +74,10 @@ class _BertRunner:
         self.strategy = strategy
         self.batch_size = batch_size
         self.max_seq_length = info.max_seq_length
-        self.bert_config = modeling.BertConfig.from_json_file(info.bert_config_file)
-        if info.max_seq_length > self.bert_config.max_position_embeddings:
-            raise ValueError(
-                "max_seq_length %d is longer than the model's max_position_embeddings %d (%s)"
-                % (info.max_seq_length, self.bert_config.max_position_embeddings,
-                   info.bert_config_file))
+        # The scripts' checks (preflight.py), before anything is built.
+        self.bert_config = preflight.load_bert_config(info.bert_config_file)
+        preflight.check_max_seq_length(info.max_seq_length, self.bert_config)
+        preflight.check_vocab(info.vocab_file, self.bert_config)
         self.tokenizer = tokenization.FullTokenizer(info.vocab_file, info.do_lower_case)
         self.checkpoint = info.checkpoint
 
@@ -147,11 +146,17 @@ class _BertRunner:
         bar.close()
 
 
-def _load_variables(name_to_variable: Dict[str, tf.Variable], checkpoint: Optional[str],
-                    what: str) -> None:
+def _check_checkpoint(checkpoint: Optional[str], bert_config: modeling.BertConfig,
+                      num_labels: int, flag: str) -> None:
+    """The checkpoint exists, is intact and fits the model (preflight.check_checkpoint_fits)."""
     if not checkpoint:
-        raise ValueError("no checkpoint to load the %s from (the folder holds none; pass "
-                         "--checkpoint or --init_checkpoint)" % what)
+        raise ValueError("no checkpoint to load the model from (the folder holds none): pass "
+                         "--%s" % flag)
+    preflight.check_checkpoint_fits(checkpoint, bert_config, num_labels, flag=flag)
+
+
+def _load_variables(name_to_variable: Dict[str, tf.Variable], checkpoint: str,
+                    what: str) -> None:
     logging.info("Restoring %s parameters from %s", what, checkpoint)
     checkpoints.restore_checkpoint(checkpoint, name_to_variable)
 
@@ -161,11 +166,13 @@ class Encoder(_BertRunner):
 
     def __init__(self, info: model_dir_lib.ModelInfo,
                  strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, checkpoint_flag: str = "checkpoint"):
         """Builds the BertModel of info.bert_config_file under `strategy` (default: the first
-        GPU, else the CPU) and loads the `bert/` variables of info.checkpoint."""
+        GPU, else the CPU) and loads the `bert/` variables of info.checkpoint (errors name
+        `checkpoint_flag`)."""
         strategy = strategy or training.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
+        _check_checkpoint(self.checkpoint, self.bert_config, 0, checkpoint_flag)
         self.jit_compile = jit_compile
         with strategy.scope():
             self.bert = modeling.BertModel(self.bert_config)
@@ -282,6 +289,7 @@ class Classifier(_BertRunner):
         check_classifier_head(info.checkpoint, len(info.labels))
         strategy = strategy or training.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
+        _check_checkpoint(self.checkpoint, self.bert_config, len(info.labels), "checkpoint")
         self.labels = list(info.labels)
         self.model = training.build_classifier(self.bert_config, len(self.labels), strategy)
         _load_variables(checkpoints.variables_by_checkpoint_name(self.model), self.checkpoint,

@@ -12,11 +12,10 @@ example with the predicted label's name and the probabilities printed as test_re
 prints them (the same numbers as run_classifier.py --do_predict for the same texts, up to float
 noise). Texts longer than max_seq_length are truncated as in training; the log says how many.
 """
-import os
-import sys
+# The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
+import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+import sys
 
 import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
@@ -26,7 +25,9 @@ import classifier_flags  # noqa: E402
 import cli  # noqa: E402
 import inference  # noqa: E402
 import training  # noqa: E402
-from processors import InputExample, get_processor, import_processor_module  # noqa: E402
+import preflight  # noqa: E402
+from processors import (InputExample, get_processor, import_processor_module,  # noqa: E402
+                        set_input_encoding)
 from processors.raw_input import read_raw_examples  # noqa: E402
 
 classifier_flags.define_predict_flags()
@@ -67,8 +68,9 @@ def _labels_from_flags():
 def main(_):
     logging.set_verbosity(logging.INFO)
     training.configure_cpu_devices(FLAGS.num_cpu_devices)
-    if FLAGS.batch_size <= 0:
-        raise ValueError("--batch_size=%d: expected a positive number" % FLAGS.batch_size)
+    preflight.check_positive_int("batch_size", FLAGS.batch_size)
+    preflight.check_encoding("encoding", FLAGS.encoding)
+    set_input_encoding(FLAGS.encoding)
     examples = _read_examples()
 
     strategy = training.create_strategy(FLAGS.distribution_strategy)
