@@ -127,13 +127,13 @@ def test_two_workers_stop_early_at_the_same_step(setup):
             {"cluster": cluster, "task": {"type": "worker", "index": index}})})
         # learning_rate 0: the evaluations tie, so the first stays the best and patience 1
         # stops training at the second (global_step 4).
-        cmd = ["timeout", "-k", "10", "300", sys.executable, e2e_util.RUN_CLASSIFIER] + _args(
+        cmd = ["timeout", "-k", "10", "200", sys.executable, e2e_util.RUN_CLASSIFIER] + _args(
             setup, out, distribution_strategy="multi_worker_mirrored", do_eval="true",
             learning_rate=0.0, eval_every_steps=2, keep_best_checkpoint="eval_loss",
             early_stopping_patience=1)
         procs.append(subprocess.Popen(cmd, env=env, cwd=e2e_util.REPO_ROOT,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    logs = [p.communicate(timeout=350)[1] for p in procs]
+    logs = [p.communicate(timeout=250)[1] for p in procs]
     for p, err in zip(procs, logs):
         assert p.returncode == 0, err[-4000:]
     for err in logs:
