@@ -149,6 +149,21 @@ def test_best_checkpoint_is_the_lowest_eval_loss(setup, one_device_run):
     assert f"New best eval_loss = {row['eval_loss']} at global_step {best_step}" in log
 
 
+def test_the_best_checkpoint_evaluated_as_flags_md_says(setup, one_device_run, tmp_path):
+    """flags.md: --do_eval --init_checkpoint=OUT/best with an output_dir holding no checkpoint
+    evaluates the best checkpoint: the numbers best/eval_metrics.json recorded in training."""
+    best_dir = os.path.join(one_device_run[0], "best")
+    out = str(tmp_path / "best_eval")
+    tiny, data_dir, _ = setup
+    run_classifier(classifier_args(tiny, data_dir, out, "sim", do_eval="true",
+                                   init_checkpoint=best_dir))
+    with open(os.path.join(best_dir, "eval_metrics.json")) as f:
+        recorded = json.load(f)
+    results = read_eval_results(out)
+    for key in ("eval_accuracy", "eval_loss"):
+        assert results[key] == str(np.float32(recorded[key])), key
+
+
 def test_eval_summaries_at_every_evaluation(one_device_run):
     out, _ = one_device_run
     steps = _event_steps(os.path.join(out, "eval"))
