@@ -231,6 +231,28 @@ def test_early_stopping_keeps_the_best_and_a_rerun_does_not_train_on(setup):
     assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-6")
 
 
+def test_evaluating_does_not_change_training(setup, tmp_path):
+    """With dropout on and a seed, evaluating after every step leaves the trained weights
+    exactly those of a run without evaluation (no random state or batch is consumed)."""
+    tiny = e2e_util.make_tiny_bert(str(tmp_path / "bert"))  # dropout 0.1
+    _, data_dir, _ = setup
+    finals = []
+    for name, flags in (("plain", {}), ("evaluated", dict(do_eval="true", eval_every_steps=1))):
+        out = str(tmp_path / name)
+        run_classifier(classifier_args(tiny, data_dir, out, "sim", do_train="true", seed=5,
+                                       **flags))
+        reader = tf.train.load_checkpoint(out)
+        finals.append({n: reader.get_tensor(n) for n, _ in tf.train.list_variables(out)})
+    assert finals[1]["global_step"] == 3
+    with open(os.path.join(str(tmp_path / "evaluated"), "eval_history.tsv")) as f:
+        assert len(f.read().splitlines()) == 4  # header and steps 1, 2, 3
+    initial = tf.train.load_variable(tiny["checkpoint"], "bert/pooler/dense/kernel")
+    assert np.abs(finals[0]["bert/pooler/dense/kernel"] - initial).max() > 1e-4
+    assert finals[0].keys() == finals[1].keys()
+    for name in finals[0]:
+        np.testing.assert_array_equal(finals[1][name], finals[0][name], err_msg=name)
+
+
 # --------------------------------------------------------------------------------------------
 # Flags that cannot work: one line naming the flags, before anything is written.
 # --------------------------------------------------------------------------------------------
