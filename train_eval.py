@@ -405,7 +405,7 @@ class TrainingEvaluator:
             logging.info("New best %s = %s at global_step %d: saved %s", tracker.metric,
                          row[tracker.metric], global_step, path)
             return False
-        logging.info("Best %s is still %s (global_step %d): %d evaluation(s) without "
+        logging.info("Best %s is still %s (global_step %s): %d evaluation(s) without "
                      "improvement%s", tracker.metric, _show(tracker.best_value), tracker.best_step,
                      tracker.evaluations_since_best,
                      f" of {tracker.patience}" if tracker.patience else "")
