@@ -181,6 +181,22 @@ def define_run_classifier_flags() -> None:
     _define_inference_flags()
     _define_input_encoding_flag()
     _define_checkpoint_load_flags()
+    _define("integer", "eval_every_steps", None,
+            "Evaluate the dev set during training every this many steps (and at the last "
+            "step): logged, TensorBoard scalars in output_dir/eval, a row in "
+            "output_dir/eval_history.tsv. Needs --do_train and --do_eval. Unset: no evaluation "
+            "during training (the original).")
+    _define("bool", "eval_at_checkpoints", False,
+            "Evaluate the dev set during training whenever a checkpoint is saved (every "
+            "save_checkpoints_steps and at the last step), like --eval_every_steps.")
+    _define("string", "keep_best_checkpoint", None,
+            "Keep the checkpoint with the best value of this dev-set metric in output_dir/best/ "
+            "(never deleted by keep_checkpoint_max): eval_accuracy, eval_loss (lower is better), "
+            "macro_f1, mcc or roc_auc (two labels). Needs evaluation during training.")
+    _define("integer", "early_stopping_patience", None,
+            "Stop training after this many evaluations in a row without improvement of "
+            "--keep_best_checkpoint's metric (the step reached is saved as the final "
+            "checkpoint).")
 
 
 def mark_required() -> None:

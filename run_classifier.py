@@ -27,6 +27,7 @@ import model_dir  # noqa: E402
 import preflight  # noqa: E402
 import run_lock  # noqa: E402
 import tokenization  # noqa: E402
+import train_eval  # noqa: E402
 import training  # noqa: E402
 from processors import get_processor, import_processor_module, set_input_encoding  # noqa: E402
 
@@ -80,6 +81,7 @@ def main(_):
 
     processor = get_processor(FLAGS.task_name.lower())
     label_list = processor.get_labels()
+    eval_settings = train_eval.settings_from_flags(FLAGS, len(label_list))
 
     # Created before any TensorFlow op runs (collective ops must be configured at start-up).
     strategy = training.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
@@ -103,6 +105,12 @@ def main(_):
                 training.check_batch_size(flag_name, getattr(FLAGS, flag_name), strategy)
     logging.info("Distribution: %s with %d replica(s) in sync",
                  training.strategy_name(strategy), replicas)
+    # On several workers the chief evaluates by itself, on its own devices.
+    infer_strategy = strategy if not training.is_multi_worker(strategy) else (
+        training.create_strategy("one_device"))
+    # Padding makes every batch full: the original does it on TPU, and here also when
+    # batches are split over several replicas.
+    pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
 
     tokenizer = tokenization.FullTokenizer(
         vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
@@ -125,6 +133,7 @@ def main(_):
             preflight.check_examples(examples, split, flag_name, FLAGS.task_name, FLAGS.data_dir)
             features.validate_labels(examples, label_list)
 
+    eval_file = num_eval_records = None
     if FLAGS.do_train:
         num_train_steps = int(
             len(train_examples) / FLAGS.train_batch_size * FLAGS.num_train_epochs)
@@ -148,6 +157,20 @@ def main(_):
         logging.info("  Num examples = %d", len(train_examples))
         logging.info("  Batch size = %d", FLAGS.train_batch_size)
         logging.info("  Num steps = %d", num_train_steps)
+        eval_hook = None
+        if eval_settings is not None:
+            # The dev set is evaluated during training too: featurized before it starts.
+            if chief:
+                eval_file, num_eval_records = _write_inference_records(
+                    eval_examples, "eval.tf_record", FLAGS.eval_batch_size, pad, label_list,
+                    tokenizer, "***** Running evaluation *****")
+            eval_hook = train_eval.TrainingEvaluator(
+                eval_settings, FLAGS.output_dir, label_list, strategy, infer_strategy, eval_file,
+                FLAGS.max_seq_length, FLAGS.eval_batch_size, drop_remainder=pad,
+                jit_compile=FLAGS.xla_inference,
+                micro_batch_size=FLAGS.inference_micro_batch_size,
+                num_batches=(-(-num_eval_records // FLAGS.eval_batch_size)
+                             if num_eval_records is not None else None))
         training.train(bert_config, len(label_list), training.TrainConfig(
             output_dir=FLAGS.output_dir,
             train_file=train_file,
@@ -164,34 +187,34 @@ def main(_):
             shuffle_buffer_size=FLAGS.shuffle_buffer_size,
             seed=FLAGS.seed,
             progress_bar=progress,
-            allow_partial_checkpoint=FLAGS.allow_partial_checkpoint), strategy)
+            allow_partial_checkpoint=FLAGS.allow_partial_checkpoint,
+            hook=eval_hook), strategy)
 
     if not chief:
         # Evaluation and prediction run on the chief alone, from the checkpoint it saved.
         tf.io.gfile.rmtree(work_dir)
         return
-    # On several workers the chief evaluates by itself, on its own devices.
-    infer_strategy = strategy if not training.is_multi_worker(strategy) else (
-        training.create_strategy("one_device"))
-    # Padding makes every batch full: the original does it on TPU, and here also when
-    # batches are split over several replicas.
-    pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
 
     if FLAGS.do_eval:
-        eval_file, num_eval_records = _write_inference_records(
-            eval_examples, "eval.tf_record", FLAGS.eval_batch_size, pad, label_list, tokenizer,
-            "***** Running evaluation *****")
+        if eval_file is None:
+            eval_file, num_eval_records = _write_inference_records(
+                eval_examples, "eval.tf_record", FLAGS.eval_batch_size, pad, label_list,
+                tokenizer, "***** Running evaluation *****")
         model, checkpoint_path, global_step = training.load_for_inference(
             bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy,
             FLAGS.allow_partial_checkpoint)
         logging.info("Evaluating checkpoint %s", checkpoint_path)
-        result = training.evaluate(
+        eval_outputs = training.evaluate_with_outputs(
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
             num_batches=-(-num_eval_records // FLAGS.eval_batch_size),
             jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size)
+        result = eval_outputs.results
         training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
         training.write_eval_summaries(FLAGS.output_dir, result)
+        # Beyond the original: per-class metrics, macro-F1, MCC, ROC AUC, confusion matrix.
+        training.write_json(os.path.join(FLAGS.output_dir, train_eval.REPORT_FILENAME),
+                            training.eval_metrics_report(eval_outputs, label_list))
 
     if FLAGS.do_predict:
         predict_file, _ = _write_inference_records(

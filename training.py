@@ -20,7 +20,7 @@ import os
 import socket
 import tempfile
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Union
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -31,6 +31,7 @@ from absl import logging  # noqa: E402
 import checkpoints  # noqa: E402
 import features  # noqa: E402
 import kill_points  # noqa: E402
+import metrics  # noqa: E402
 import modeling  # noqa: E402
 import optimization  # noqa: E402
 from progress import ProgressBar  # noqa: E402
@@ -219,6 +220,22 @@ def initialize_model(name_to_variable: Dict[str, tf.Variable],
         checkpoints.log_trainable_variables(name_to_variable)
 
 
+class TrainHook(Protocol):
+    """What train() calls between host calls (run_classifier's evaluation during training is
+    one, train_eval.TrainingEvaluator). Every worker calls it at the same steps; its answers
+    must be the same on every worker (a multi-worker hook agrees through a collective)."""
+
+    def begin(self, model: modeling.BertClassifier, name_to_variable: Dict[str, tf.Variable],
+              global_step: int) -> bool:
+        """Before the first step of this run (after any resume); True: do not train on."""
+
+    def steps_until_due(self, global_step: int) -> int:
+        """How many steps may run before the hook wants to be called again (>= 1)."""
+
+    def after_steps(self, global_step: int, checkpoint_saved: bool, final: bool) -> bool:
+        """After the host call that reached global_step; True: stop training here."""
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """What `train` needs beyond the model config (the original's flags of the same names)."""
@@ -238,6 +255,7 @@ class TrainConfig:
     seed: Optional[int] = None
     progress_bar: Optional[bool] = None
     allow_partial_checkpoint: bool = False
+    hook: Optional[TrainHook] = None  # e.g. evaluation during training
 
 
 def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.AdamWeightDecay,
@@ -340,6 +358,8 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
         return step
     if step:
         logging.info("Resuming training at global_step %d of %d", step, cfg.num_train_steps)
+    if cfg.hook is not None and cfg.hook.begin(model, name_to_variable, step):
+        return step
 
     dataset_fn = input_fn(
         cfg.train_file, cfg.max_seq_length, cfg.train_batch_size, is_training=True,
@@ -358,6 +378,8 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
     while step < cfg.num_train_steps:
         next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
         n = min(steps_per_call, cfg.num_train_steps - step, next_save - step)
+        if cfg.hook is not None:
+            n = min(n, cfg.hook.steps_until_due(step))
         mean_loss, last_loss = train_loop(iterator, tf.constant(n, tf.int32))
         step = int(optimizer.iterations.numpy())
         mean_loss, last_loss = float(mean_loss), float(last_loss)
@@ -375,11 +397,20 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
                 tf.summary.scalar("loss", mean_loss)
                 tf.summary.scalar("learning_rate", float(schedule(step - 1)))
         kill_points.reached("train_step")
-        if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+        saved = step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps
+        if saved:
             path = checkpoints.save_checkpoint(save_dir, state, step, cfg.keep_checkpoint_max)
             if chief:
                 logging.info("Saving checkpoints for %d into %s.", step, path)
             kill_points.reached("checkpoint_saved")
+        if cfg.hook is not None and cfg.hook.after_steps(step, saved,
+                                                         step == cfg.num_train_steps):
+            logging.info("Stopping early at global_step %d of %d.", step, cfg.num_train_steps)
+            if not saved:  # the step training stopped at is the final checkpoint
+                path = checkpoints.save_checkpoint(save_dir, state, step, cfg.keep_checkpoint_max)
+                if chief:
+                    logging.info("Saving checkpoints for %d into %s.", step, path)
+            break
     bar.close()
     if writer is not None:
         writer.close()
@@ -547,6 +578,49 @@ def make_encode_step(bert: modeling.BertModel, strategy: tf.distribute.Strategy,
     return run_step
 
 
+def make_eval_step(model: modeling.BertClassifier, num_labels: int,
+                   strategy: tf.distribute.Strategy, jit_compile: bool = False,
+                   micro_batch_size: int = 0):
+    """evaluate's host call: one distributed batch -> (sums, per_example).
+
+    sums: [5] float32 summed over replicas: weighted correct, weighted loss, weight (number of
+    real examples), loss sum and count of every row. per_example: per-replica (label_ids [b]
+    int32, predictions [b] int32 = argmax of the logits, probabilities [b, num_labels] float32,
+    is_real_example [b] int32). Built once, it can evaluate the same model many times.
+    """
+
+    def eval_step(batch):
+        logits = inference_logits(model, batch, micro_batch_size)
+        per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
+        weights = tf.cast(batch["is_real_example"], tf.float32)
+        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        correct = tf.cast(tf.equal(predictions, batch["label_ids"]), tf.float32)
+        sums = tf.stack([tf.reduce_sum(correct * weights), tf.reduce_sum(per_example_loss * weights),
+                         tf.reduce_sum(weights), tf.reduce_sum(per_example_loss),
+                         tf.cast(tf.size(per_example_loss), tf.float32)])
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        return sums, (batch["label_ids"], predictions, probabilities, batch["is_real_example"])
+
+    step = _maybe_xla(eval_step, jit_compile, strategy)
+
+    @tf.function
+    def run_step(batch):
+        sums, per_example = strategy.run(step, args=(batch,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None), per_example
+    return run_step
+
+
+@dataclasses.dataclass
+class EvalOutputs:
+    """What one evaluation gives: the original's metrics and every row's outputs (padding rows
+    included, marked by is_real_example = 0), in the order the replicas return them."""
+    results: Dict[str, object]  # eval_accuracy, eval_loss, global_step, loss (see evaluate)
+    label_ids: np.ndarray  # [N] int32
+    predictions: np.ndarray  # [N] int32, argmax of the logits
+    probabilities: np.ndarray  # [N, num_labels] float32
+    is_real_example: np.ndarray  # [N] int32
+
+
 def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, seq_length: int,
              eval_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
              global_step: int, progress_bar: Optional[bool] = None,
@@ -560,43 +634,49 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
     Returns {"eval_accuracy": np.float32, "eval_loss": np.float32, "global_step": np.int64,
     "loss": np.float32}.
     """
+    return evaluate_with_outputs(
+        model, num_labels, eval_file, seq_length, eval_batch_size, strategy, drop_remainder,
+        global_step, progress_bar, num_batches, jit_compile, micro_batch_size).results
+
+
+def evaluate_with_outputs(model: modeling.BertClassifier, num_labels: int, eval_file: str,
+                          seq_length: int, eval_batch_size: int,
+                          strategy: tf.distribute.Strategy, drop_remainder: bool,
+                          global_step: int, progress_bar: Optional[bool] = None,
+                          num_batches: Optional[int] = None, jit_compile: bool = False,
+                          micro_batch_size: int = 0, run_step=None) -> EvalOutputs:
+    """evaluate's metrics and the per-example outputs behind them (for eval_metrics.json).
+    run_step: a make_eval_step of this model, to reuse (else one is built)."""
     check_batch_size("eval_batch_size", eval_batch_size, strategy)
-
-    def eval_step(batch):
-        logits = inference_logits(model, batch, micro_batch_size)
-        per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
-        weights = tf.cast(batch["is_real_example"], tf.float32)
-        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        correct = tf.cast(tf.equal(predictions, batch["label_ids"]), tf.float32)
-        return tf.stack([tf.reduce_sum(correct * weights), tf.reduce_sum(per_example_loss * weights),
-                         tf.reduce_sum(weights), tf.reduce_sum(per_example_loss),
-                         tf.cast(tf.size(per_example_loss), tf.float32)])
-
-    step = _maybe_xla(eval_step, jit_compile, strategy)
-
-    @tf.function
-    def run_step(batch):
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step, args=(batch,)),
-                               axis=None)
+    if run_step is None:
+        run_step = make_eval_step(model, num_labels, strategy, jit_compile, micro_batch_size)
 
     sums = np.zeros(3, np.float64)
     batch_means: List[float] = []
+    rows: List[List[np.ndarray]] = [[], [], [], []]
     bar = ProgressBar(num_batches or 0, "eval", enabled=progress_bar, unit="batches")
     for batch in _distributed_batches(strategy, eval_file, seq_length, eval_batch_size,
                                       drop_remainder, num_batches):
-        correct, weighted_loss, weight, loss_sum, count = run_step(batch).numpy()
+        batch_sums, per_example = run_step(batch)
+        correct, weighted_loss, weight, loss_sum, count = batch_sums.numpy()
         sums += (correct, weighted_loss, weight)
         if count:
             batch_means.append(loss_sum / count)
+        for column, value in zip(rows, per_example):
+            column.extend(local.numpy() for local in strategy.experimental_local_results(value))
         bar.update(1)
     bar.close()
     correct, weighted_loss, weight = sums
-    return {
+    results = {
         "eval_accuracy": np.float32(correct / weight if weight else 0.0),
         "eval_loss": np.float32(weighted_loss / weight if weight else 0.0),
         "global_step": np.int64(global_step),
         "loss": np.float32(np.mean(np.asarray(batch_means, np.float32)) if batch_means else 0.0),
     }
+    if not rows[0]:  # an empty eval file
+        return EvalOutputs(results, np.zeros(0, np.int32), np.zeros(0, np.int32),
+                           np.zeros((0, num_labels), np.float32), np.zeros(0, np.int32))
+    return EvalOutputs(results, *(np.concatenate(column) for column in rows))
 
 
 def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
@@ -694,6 +774,18 @@ def write_test_predictions(path: str, guids: Sequence[str], probabilities: np.nd
     """test_predictions.tsv (an addition of this port, written beside test_results.tsv): the
     prediction_table of the test examples."""
     write_file_atomically(path, prediction_table(guids, probabilities, label_names))
+
+
+def eval_metrics_report(outputs: EvalOutputs, label_names: List[str]) -> Dict[str, object]:
+    """eval_metrics.json's content: the original's metrics (eval_accuracy, eval_loss, loss,
+    global_step) and metrics.classification_metrics over the real examples."""
+    # float32 values as their shortest text (0.8455882, as in eval_results.txt).
+    report: Dict[str, object] = {key: (int(value) if key == "global_step" else float(str(value)))
+                                 for key, value in outputs.results.items()}
+    report.update(metrics.classification_metrics(
+        outputs.label_ids, outputs.predictions, outputs.probabilities, label_names,
+        outputs.is_real_example))
+    return report
 
 
 def write_json(path: str, obj) -> None:

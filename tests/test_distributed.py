@@ -7,6 +7,7 @@ batch is split over replicas and combined again.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,9 +36,9 @@ def setup(tmp_path_factory):
 def _args(setup, output_dir, **flags):
     tiny, data_dir, _ = setup
     # Two steps per host call: a loss summary every 2 steps to compare between the runs.
-    return classifier_args(tiny, data_dir, output_dir, "sim", do_train="true", seed=11,
-                           num_train_epochs=2.0, learning_rate=5e-3, iterations_per_loop=2,
-                           **flags)
+    return classifier_args(tiny, data_dir, output_dir, "sim", **dict(
+        dict(do_train="true", seed=11, num_train_epochs=2.0, learning_rate=5e-3,
+             iterations_per_loop=2), **flags))
 
 
 def _final_weights(output_dir):
@@ -150,3 +151,53 @@ def test_two_workers_match_one_process(setup, one_device, one_device_dir):
     assert names - set(_events_files(out)) == expected
     assert len(_events_files(os.path.join(out, "eval"))) == 1
     assert "***** Running evaluation *****" not in logs[1][1]
+
+
+def test_two_workers_stop_early_at_the_same_step(setup):
+    """Evaluation during training on 2 workers: the chief alone evaluates and writes; its
+    early-stopping decision reaches the other worker (else that one would wait for a step the
+    chief never runs, and time out)."""
+    out = str(setup[2] / "multi_worker_early_stop")
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = e2e_util.subprocess_env({"TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})})
+        # learning_rate 0: the evaluations tie, so the first stays the best and patience 1
+        # stops training at the second (global_step 4).
+        cmd = ["timeout", "-k", "10", "200", sys.executable, e2e_util.RUN_CLASSIFIER] + _args(
+            setup, out, distribution_strategy="multi_worker_mirrored", do_eval="true",
+            learning_rate=0.0, eval_every_steps=2, keep_best_checkpoint="eval_loss",
+            early_stopping_patience=1)
+        procs.append(subprocess.Popen(cmd, env=env, cwd=e2e_util.REPO_ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    logs = [p.communicate(timeout=250)[1] for p in procs]
+    for p, err in zip(procs, logs):
+        assert p.returncode == 0, err[-4000:]
+    for err in logs:
+        assert "Stopping early at global_step 4 of 7." in err  # int(30 / 8 * 2)
+    assert "Evaluation at global_step 4" in logs[0]
+    assert "Evaluation at global_step" not in logs[1]
+    with open(os.path.join(out, "eval_history.tsv")) as f:
+        rows = [line.split("\t") for line in f.read().splitlines()]
+    assert [row[0] for row in rows] == ["global_step", "2", "4"]
+    # The chief evaluated the trained weights (copied into its one-device model): the same
+    # numbers as the final evaluation of the checkpoint.
+    final = e2e_util.read_eval_results(out)
+    assert (rows[-1][1], rows[-1][2]) == (final["eval_accuracy"], final["eval_loss"])
+    # The only checkpoint of output_dir is the one saved where training stopped; best/ holds
+    # the weights of step 2, saved from memory by the chief.
+    assert tf.train.load_variable(out, "global_step") == 4
+    assert checkpoints_in(os.path.join(out, "best")) == ["model.ckpt-2"]
+    # Nothing but the chief's files: no second history, no worker checkpoints or temp files.
+    assert sorted(os.listdir(out)) == sorted(
+        ["best", "checkpoint", "eval", "eval.tf_record", "eval_history.tsv", "eval_metrics.json",
+         "eval_results.txt", "train.tf_record", "model.ckpt-4.index",
+         "model.ckpt-4.data-00000-of-00001"]
+        + [n for n in os.listdir(out) if n.startswith("events.out.tfevents")])
+
+
+def checkpoints_in(directory):
+    return sorted(m.group(1) for m in (re.match(r"(model\.ckpt-\d+)\.index$", n)
+                                       for n in os.listdir(directory)) if m)

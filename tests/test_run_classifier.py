@@ -1,5 +1,6 @@
 """End to end: run_classifier.py as a user runs it, on tiny BERT configs and real files."""
 
+import json
 import os
 import re
 import subprocess
@@ -102,6 +103,35 @@ def test_sim_eval_metrics_match_recomputation(sim_run):
     assert float(results["eval_loss"]) == pytest.approx(eval_loss, abs=1e-5)
     assert float(results["loss"]) == pytest.approx(np.mean(batch_means), abs=1e-5)
     assert len(labels) == sim_run["num_dev"]
+
+
+def test_sim_eval_metrics_json_matches_sklearn(sim_run):
+    """eval_metrics.json: the original's numbers plus per-class, macro-F1, MCC, ROC AUC and the
+    confusion matrix, checked against scikit-learn on outputs recomputed from the checkpoint."""
+    from sklearn import metrics as sk
+    out = sim_run["output_dir"]
+    logits, labels, _ = _model_outputs(out, sim_run["config"], os.path.join(out, "eval.tf_record"))
+    predictions = logits.argmax(-1)
+    probabilities = tf.nn.softmax(logits).numpy()
+    with open(os.path.join(out, "eval_metrics.json")) as f:
+        report = json.load(f)
+    results = read_eval_results(out)
+    for key in ("eval_accuracy", "eval_loss", "loss"):
+        assert str(np.float32(report[key])) == results[key]
+    assert report["global_step"] == int(results["global_step"])
+    assert report["labels"] == ["0", "1"] and report["num_examples"] == sim_run["num_dev"]
+    precision, recall, f1, support = sk.precision_recall_fscore_support(
+        labels, predictions, labels=[0, 1], zero_division=0)
+    for i, entry in enumerate(report["per_class"]):
+        assert entry["label"] == str(i) and entry["support"] == support[i]
+        assert (entry["precision"], entry["recall"], entry["f1"]) == pytest.approx(
+            (precision[i], recall[i], f1[i]), abs=1e-9)
+    assert report["macro_f1"] == pytest.approx(
+        sk.f1_score(labels, predictions, average="macro", zero_division=0), abs=1e-9)
+    assert report["mcc"] == pytest.approx(sk.matthews_corrcoef(labels, predictions), abs=1e-9)
+    assert report["roc_auc"] == pytest.approx(sk.roc_auc_score(labels, probabilities[:, 1]),
+                                              abs=1e-6)
+    assert report["confusion_matrix"] == sk.confusion_matrix(labels, predictions).tolist()
 
 
 def test_sim_test_results_format(sim_run):

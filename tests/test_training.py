@@ -92,6 +92,29 @@ def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
         assert xla[key] == pytest.approx(plain[key], abs=1e-5)
 
 
+def test_evaluate_with_outputs_gives_every_row(record_file, tiny_model):
+    """The per-example outputs behind eval_metrics.json: every record in file order, padding
+    rows marked, predictions the argmax of the logits, probabilities their softmax."""
+    strategy = tf.distribute.get_strategy()
+    outputs = training.evaluate_with_outputs(tiny_model, 2, record_file, 16, 8, strategy,
+                                             drop_remainder=False, global_step=7,
+                                             jit_compile=True)
+    assert outputs.results == training.evaluate(tiny_model, 2, record_file, 16, 8, strategy,
+                                                drop_remainder=False, global_step=7,
+                                                jit_compile=True)
+    data = next(iter(tf.data.TFRecordDataset(record_file).map(
+        lambda r: features.decode_record(r, features.name_to_features(16))).batch(100)))
+    logits = tiny_model(data["input_ids"], data["input_mask"], data["segment_ids"]).numpy()
+    np.testing.assert_array_equal(outputs.label_ids, data["label_ids"].numpy())
+    np.testing.assert_array_equal(outputs.is_real_example, [1] * 21 + [0] * 3)
+    np.testing.assert_array_equal(outputs.predictions, logits.argmax(-1))
+    np.testing.assert_allclose(outputs.probabilities, tf.nn.softmax(logits).numpy(), atol=1e-5)
+    report = training.eval_metrics_report(outputs, ["0", "1"])
+    assert report["num_examples"] == 21 and report["global_step"] == 7
+    assert report["eval_accuracy"] == float(str(outputs.results["eval_accuracy"]))
+    assert np.trace(report["confusion_matrix"]) == round(report["eval_accuracy"] * 21)
+
+
 def test_predict_plain_and_xla_agree(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
     plain = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
