@@ -181,7 +181,7 @@ class EvalHistory:
     def _write(self) -> None:
         lines = ["\t".join(HISTORY_COLUMNS)]
         lines += ["\t".join(row[c] for c in HISTORY_COLUMNS) for row in self.rows]
-        training._write_atomically(self.path, "\n".join(lines) + "\n")
+        training.write_file_atomically(self.path, "\n".join(lines) + "\n")
 
     def keep_until(self, global_step: int) -> int:
         """Drops the rows after global_step (a resumed run trains those steps again); returns

@@ -145,6 +145,7 @@ def test_two_workers_match_one_process(setup, one_device, one_device_dir):
     # lock left); it also ran the evaluation.
     steps = int(one_device["global_step"])  # the only checkpoint (saved at the end)
     expected = {"checkpoint", "train.tf_record", "eval.tf_record", "eval_results.txt", "eval",
+                "eval_metrics.json", "model_info.json", "bert_config.json", "vocab.txt",
                 "model.ckpt-%d.index" % steps, "model.ckpt-%d.data-00000-of-00001" % steps}
     names = set(os.listdir(out))
     assert len(_events_files(out)) == 1
@@ -164,11 +165,12 @@ def test_two_workers_stop_early_at_the_same_step(setup):
     for index in range(2):
         env = e2e_util.subprocess_env({"TF_CONFIG": json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}})})
-        # learning_rate 0: the evaluations tie, so the first stays the best and patience 1
+        # learning_rate 1e-30 (0 is refused; updates this small vanish in float32): the
+        # evaluations tie, so the first stays the best and patience 1
         # stops training at the second (global_step 4).
         cmd = ["timeout", "-k", "10", "200", sys.executable, e2e_util.RUN_CLASSIFIER] + _args(
             setup, out, distribution_strategy="multi_worker_mirrored", do_eval="true",
-            learning_rate=0.0, eval_every_steps=2, keep_best_checkpoint="eval_loss",
+            learning_rate=1e-30, eval_every_steps=2, keep_best_checkpoint="eval_loss",
             early_stopping_patience=1)
         procs.append(subprocess.Popen(cmd, env=env, cwd=e2e_util.REPO_ROOT,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -194,7 +196,7 @@ def test_two_workers_stop_early_at_the_same_step(setup):
     assert sorted(os.listdir(out)) == sorted(
         ["best", "checkpoint", "eval", "eval.tf_record", "eval_history.tsv", "eval_metrics.json",
          "eval_results.txt", "train.tf_record", "model.ckpt-4.index",
-         "model.ckpt-4.data-00000-of-00001"]
+         "model.ckpt-4.data-00000-of-00001", "model_info.json", "bert_config.json", "vocab.txt"]
         + [n for n in os.listdir(out) if n.startswith("events.out.tfevents")])
 
 
