@@ -8,17 +8,18 @@ TensorFlow Serving.
 Everything that depends on Unicode properties comes from Python (`unicodedata`, `str.lower`,
 `str.isspace` and the predicates of `tokenization.py`), evaluated for all 0x110000 code points
 when the tokenizer is built and stored in the graph as a two-stage page table:
-`record = records_of_page[block_of_page[cp >> 8], cp & 255]`, where a record says what the
+`record = records_of_page[block_of_page[cp >> 8] * 256 + (cp & 255)]`, where a record says what the
 basic tokenizer does with one character (drop it, treat it as a separator, isolate it as a CJK
 ideograph, and in lower-case mode its lower-cased, NFD-decomposed characters without Mn marks,
 each with its punctuation flag). TensorFlow's own Unicode tables (ICU, RE2) may be of another
 Unicode version, so none of its property-dependent ops (regex classes, `tf.strings.lower`,
 normalization) is used.
 
-The graph, per batch (all steps vectorized over the flat characters of the whole batch):
-  1. UTF-8 decode, invalid bytes dropped (`unicode_decode(errors="ignore")` matches Python's
-     `bytes.decode("utf-8", "ignore")`, tested on random bytes).
-  2. Page-table lookup; dropped characters (NUL, U+FFFD, Cc/Cf) removed.
+The graph, per batch (every step vectorized over the flat characters of the whole batch):
+  1. UTF-8 decoding, invalid bytes dropped (TensorFlow's `UnicodeDecode` with errors="ignore"
+     equals Python's `bytes.decode("utf-8", "ignore")`, tested on random bytes).
+  2. Page-table lookup. Dropped characters (NUL, U+FFFD, Cc/Cf) and separators get no output
+     characters; separators and CJK ideographs delimit words.
   3. Lower-case mode: Python's Final_Sigma rule for U+03A3 (the only context-dependent
      lowercasing in CPython), from cased / case-ignorable classes measured with `str.lower()`.
   4. Each character expands to its 0..3 output characters (the record's characters).
@@ -26,16 +27,19 @@ The graph, per batch (all steps vectorized over the flat characters of the whole
      a nonzero combining class (e.g. U+302E, U+1D165, viramas) are stably sorted by combining
      class within their run, as `unicodedata.normalize("NFD", word)` does; only done when a
      batch holds such a character.
-  6. Basic tokens: maximal runs of output characters within one whitespace-separated word, a
-     punctuation character being a token of its own.
+  6. Basic tokens: maximal runs of output characters within one word, a punctuation character
+     being a token of its own.
   7. WordPiece: tokens longer than 200 characters become [UNK]; for the others every substring
-     a vocabulary entry could match is looked up at once (continuations with "##"), each start
-     keeps its longest match, and the greedy chain from each token's start is followed by
-     pointer doubling (8 rounds cover the at most 200 pieces of a token); a token whose chain
-     hits a start with no match becomes one [UNK].
+     a vocabulary entry could match is looked up at once (at a token's start in the vocabulary,
+     after it in a table of the "##" entries without their "##"), each start keeps its longest
+     match, and the greedy chain from each token's start is followed by pointer doubling (8
+     rounds cover the at most 200 pieces of a token); a token whose chain reaches a start with
+     no match becomes one [UNK].
 `encode` adds the run_classifier layout. Only the first max_seq_length basic tokens of a text
 can reach its output (every basic token gives at least one wordpiece), so `encode` drops the
 rest before WordPiece: the work on a huge text is linear in its size, with no quadratic step.
+All ops are pinned to the CPU (string work; on a GPU machine the model after it still runs on
+the GPU).
 """
 import functools
 import os
@@ -70,7 +74,6 @@ CONTEXT_CASED = 1
 CONTEXT_IGNORABLE = 2   # skipped when looking for the cased neighbours of U+03A3
 
 _CAPITAL_SIGMA = 0x3A3
-_SMALL_SIGMA = 0x3C3
 _FINAL_SIGMA = 0x3C2
 _SELF = -1  # in `out`: the source character itself (lets most pages share their records)
 
@@ -85,7 +88,7 @@ class CharTables(NamedTuple):
     block_of_page: np.ndarray    # [0x1100] int32
     records_of_page: np.ndarray  # [num_blocks * 256] uint16 (int32 beyond 65536 records)
     kind: np.ndarray             # [R] uint8, KIND_*
-    context: np.ndarray          # [R] uint8, CONTEXT_* (all CONTEXT_OTHER in cased mode)
+    context: np.ndarray          # [R] uint8, CONTEXT_* (only used in lower-case mode)
     count: np.ndarray            # [R] uint8, number of output characters (0..max_out)
     starters: np.ndarray         # [R] uint8, combining-class-0 characters in the full NFD
     out: np.ndarray              # [R, max_out] int32, output code points (_SELF: the source)
@@ -304,9 +307,12 @@ class GraphTokenizer(tf.Module):
         self._max_next_piece = min(MAX_CHARS_PER_WORD, max(map(len, continuations), default=0))
         tables = build_char_tables(self.do_lower_case)
         self._max_out = tables.out.shape[1]
-        # Non-trainable variables: stored once in a SavedModel however many functions use them.
-        self._chars = {field: tf.Variable(value, trainable=False, name=field)
-                       for field, value in tables._asdict().items()}
+        # Constants, not variables: a SavedModel stores a constant that functions capture once
+        # however many functions use it, and a constant has no device of its own (a variable
+        # restored onto a GPU would pull the gathers that read it there).
+        with tf.device("/device:CPU:0"):
+            self._chars = {field: tf.constant(value, name=field)
+                           for field, value in tables._asdict().items()}
         logging.info("GraphTokenizer: %d vocabulary entries, do_lower_case=%s, %d character "
                      "records in %d pages, tables %.0f kB", self.vocab_size, self.do_lower_case,
                      len(tables.kind), len(tables.records_of_page) // _PAGE_SIZE,
@@ -327,12 +333,19 @@ class GraphTokenizer(tf.Module):
 
     def tokenize_batch(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """`tokenize` without tf.function: texts string [batch] -> int32 [batch, (tokens)]."""
-        texts = tf.convert_to_tensor(texts, tf.string)
-        ids, lengths = self._wordpiece_ids(texts, max_tokens_per_text=None)
-        return tf.RaggedTensor.from_row_lengths(ids, lengths, validate=False)
+        with tf.device("/device:CPU:0"):  # string work: keep every step on the host
+            texts = tf.convert_to_tensor(texts, tf.string)
+            ids, lengths = self._wordpiece_ids(texts, max_tokens_per_text=None)
+            return tf.RaggedTensor.from_row_lengths(ids, lengths, validate=False)
 
     def encode_batch(self, text_a: tf.Tensor, text_b: tf.Tensor) -> Dict[str, tf.Tensor]:
         """`encode` without tf.function: string [batch] twice -> int32 [batch, max_seq_length]."""
+        # String work: every step stays on the host (on a GPU machine the placer would otherwise
+        # scatter the integer steps onto the GPU, with a copy between each).
+        with tf.device("/device:CPU:0"):
+            return self._encode(text_a, text_b)
+
+    def _encode(self, text_a: tf.Tensor, text_b: tf.Tensor) -> Dict[str, tf.Tensor]:
         text_a = tf.convert_to_tensor(text_a, tf.string)
         text_b = tf.convert_to_tensor(text_b, tf.string)
         batch = tf.shape(text_a)[0]
@@ -340,13 +353,13 @@ class GraphTokenizer(tf.Module):
                 batch, tf.shape(text_b)[0], message="text_a and text_b batch sizes differ")]):
             texts = tf.concat([text_a, text_b], 0)
         seq_length = self.max_seq_length
-        # Only the first seq_length basic tokens of a text can reach the output.
+        # Only the first seq_length basic tokens of a text can reach the output: each gives at
+        # least one wordpiece, and a text keeps at most seq_length - 2 of them. Cutting there
+        # bounds the WordPiece work (and the pieces kept are a prefix of the text's pieces, so
+        # the truncation below is unchanged: tests check _truncate_seq_pair on clamped lists).
         ids, lengths = self._wordpiece_ids(texts, max_tokens_per_text=seq_length)
         starts = _exclusive_cumsum(lengths)
-        # Clamping a length to seq_length does not change what is kept: the pair budget is
-        # seq_length - 3 and a single sentence keeps seq_length - 2.
-        len_a = tf.minimum(lengths[:batch], seq_length)
-        len_b = tf.minimum(lengths[batch:], seq_length)
+        len_a, len_b = lengths[:batch], lengths[batch:]
         is_pair = len_b > 0  # an empty text_b, or one without tokens: single sentence
         pair_a, pair_b = truncated_lengths(len_a, len_b, seq_length - 3)
         len_a = tf.where(is_pair, pair_a, tf.minimum(len_a, seq_length - 2))[:, None]
@@ -507,13 +520,13 @@ class GraphTokenizer(tf.Module):
         utf8_bytes = (1 + tf.cast(chars >= 0x80, tf.int32) + tf.cast(chars >= 0x800, tf.int32) +
                       tf.cast(chars >= 0x10000, tf.int32))
         byte_ends = tf.math.cumsum(utf8_bytes)
-        token_byte_starts = tf.gather(_exclusive_cumsum(utf8_bytes), token_splits[:-1])
-        char_token_byte0 = tf.gather(token_byte_starts, token_of_char)
-        byte_ends -= char_token_byte0
         byte_starts = byte_ends - utf8_bytes
+        token_byte0 = tf.gather(tf.gather(byte_starts, token_splits[:-1]), token_of_char)
+        byte_ends -= token_byte0
+        byte_starts -= token_byte0
 
         def longest_matches(starts, max_width, widest, table):
-            """(starts, score) of each start's matching candidates: width * vocab_size + id."""
+            """(start, score) of every candidate: width << 32 | id if it matches, else -1."""
             grid = tf.cast(tf.where(tf.range(1, widest + 1)[None, :] <= max_width[:, None]),
                            tf.int32)
             start = tf.gather(starts, grid[:, 0])
@@ -523,8 +536,9 @@ class GraphTokenizer(tf.Module):
                 tf.gather(byte_starts, start),
                 tf.gather(byte_ends, start + width - 1) - tf.gather(byte_starts, start))
             piece_ids = table.lookup(pieces)
-            return start, tf.where(piece_ids >= 0, tf.cast(width, tf.int64) * self.vocab_size +
-                                   tf.cast(piece_ids, tf.int64), -1)
+            score = tf.bitwise.left_shift(tf.cast(width, tf.int64), 32) + tf.cast(piece_ids,
+                                                                                  tf.int64)
+            return start, tf.where(piece_ids >= 0, score, -1)
 
         # Candidates (start, width) that a vocabulary entry could match: widths up to the
         # longest entry and the rest of the token, in tokens of <= 200 characters.
@@ -538,8 +552,9 @@ class GraphTokenizer(tf.Module):
                                                  max(self._max_next_piece, 1), self._next_table)
         best = tf.math.unsorted_segment_max(tf.concat([first_score, next_score], 0),
                                             tf.concat([first_start, next_start], 0), num_chars)
-        best_width = tf.cast(tf.where(best > 0, best // self.vocab_size, 0), tf.int32)
-        best_id = tf.cast(tf.where(best > 0, best % self.vocab_size, 0), tf.int32)
+        best = tf.maximum(best, 0)  # no match (or no candidate): width 0
+        best_width = tf.cast(tf.bitwise.right_shift(best, 32), tf.int32)
+        best_id = tf.cast(tf.bitwise.bitwise_and(best, 0xFFFFFFFF), tf.int32)
 
         # The greedy chain: from a token's start, jump by the best width. Pointer doubling marks
         # every start on the chain; index num_chars is the "end / no match" sentinel.
@@ -555,24 +570,12 @@ class GraphTokenizer(tf.Module):
         dead_end = tf.cast(on_chain & tf.equal(best_width, 0), tf.int32)
         token_ok = short & (tf.math.unsorted_segment_max(dead_end, token_of_char, num_tokens) <= 0)
 
-        # Output: a good token's chain pieces, or one [UNK] for a long or failed token.
-        emits = on_chain & tf.gather(token_ok, token_of_char)
-        emits_int = tf.cast(emits, tf.int32)
-        pieces_per_token = tf.where(
-            token_ok, tf.math.unsorted_segment_sum(emits_int, token_of_char, num_tokens), 1)
-        token_offsets = _exclusive_cumsum(pieces_per_token)
-        emitted_before = _exclusive_cumsum(emits_int)
-        rank = emitted_before - tf.gather(tf.gather(emitted_before, token_splits[:-1]),
-                                          token_of_char)
-        emitting = _positions(emits)
-        unk_positions = tf.gather(token_offsets, _positions(~token_ok))
-        ids = tf.scatter_nd(
-            tf.concat([tf.gather(tf.gather(token_offsets, token_of_char) + rank, emitting),
-                       unk_positions], 0)[:, None],
-            tf.concat([tf.gather(best_id, emitting),
-                       tf.fill(tf.shape(unk_positions), self.unk_id)], 0),
-            tf.reduce_sum(pieces_per_token)[None])
-        lengths = tf.math.unsorted_segment_sum(pieces_per_token, token_rows, batch)
+        # Output, in character order: every start on the chain of a good token gives its piece,
+        # the first character of a long or failed token gives one [UNK].
+        good = tf.gather(token_ok, token_of_char)
+        emitting = _positions(tf.where(good, on_chain, tf.equal(position, 0)))
+        ids = tf.gather(tf.where(good, best_id, self.unk_id), emitting)
+        lengths = _segment_count(tf.gather(token_rows, tf.gather(token_of_char, emitting)), batch)
         return ids, lengths
 
 

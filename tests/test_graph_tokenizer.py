@@ -261,15 +261,17 @@ def test_truncated_lengths_equal_truncate_seq_pair():
 
 
 def test_clamping_lengths_to_max_seq_length_keeps_truncation():
-    # encode keeps at most max_seq_length tokens of each text before truncating.
+    # encode keeps the wordpieces of each text's first max_seq_length basic tokens: a prefix of
+    # its pieces at least max_seq_length long (or all of them).
     for seq_length in range(3, 12):
-        for a in range(0, 3 * seq_length):
-            for b in range(1, 3 * seq_length):
-                full_a, full_b = list(range(a)), list(range(b))
-                clamped_a, clamped_b = full_a[:seq_length], full_b[:seq_length]
-                features._truncate_seq_pair(full_a, full_b, seq_length - 3)
-                features._truncate_seq_pair(clamped_a, clamped_b, seq_length - 3)
-                assert (full_a, full_b) == (clamped_a, clamped_b), (a, b, seq_length)
+        for kept in (seq_length, seq_length + 1, 2 * seq_length):
+            for a in range(0, 3 * seq_length):
+                for b in range(1, 3 * seq_length):
+                    full_a, full_b = list(range(a)), list(range(b))
+                    cut_a, cut_b = full_a[:kept], full_b[:kept]
+                    features._truncate_seq_pair(full_a, full_b, seq_length - 3)
+                    features._truncate_seq_pair(cut_a, cut_b, seq_length - 3)
+                    assert (full_a, full_b) == (cut_a, cut_b), (a, b, seq_length, kept)
 
 
 _LONG = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
