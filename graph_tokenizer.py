@@ -8,7 +8,7 @@ TensorFlow Serving.
 Everything that depends on Unicode properties comes from Python (`unicodedata`, `str.lower`,
 `str.isspace` and the predicates of `tokenization.py`), evaluated for all 0x110000 code points
 when the tokenizer is built and stored in the graph as a two-stage page table:
-`record = records_of_page[block_of_page[cp >> 8] * 256 + (cp & 255)]`, where a record says what the
+`record = records_of_page[page_start[cp >> 8] + (cp & 255)]`, where a record says what the
 basic tokenizer does with one character (drop it, treat it as a separator, isolate it as a CJK
 ideograph, and in lower-case mode its lower-cased, NFD-decomposed characters without Mn marks,
 each with its punctuation flag). TensorFlow's own Unicode tables (ICU, RE2) may be of another
@@ -81,11 +81,11 @@ _SELF = -1  # in `out`: the source character itself (lets most pages share their
 class CharTables(NamedTuple):
     """Per-code-point behaviour of the basic tokenizer, as numpy arrays.
 
-    Two-stage lookup: `records_of_page[block_of_page[cp >> 8] * 256 + (cp & 255)]` is the
-    record id of code point cp; the other arrays are indexed by record id ([num_records] or
-    [num_records, max_out]).
+    Two-stage lookup: `records_of_page[page_start[cp >> 8] + (cp & 255)]` is the record id of
+    code point cp (pages of 256 code points with the same records are stored once); the other
+    arrays are indexed by record id ([num_records] or [num_records, max_out]).
     """
-    block_of_page: np.ndarray    # [0x1100] int32
+    page_start: np.ndarray       # [0x1100] int32, offset of the page in records_of_page
     records_of_page: np.ndarray  # [num_blocks * 256] uint16 (int32 beyond 65536 records)
     kind: np.ndarray             # [R] uint8, KIND_*
     context: np.ndarray          # [R] uint8, CONTEXT_* (only used in lower-case mode)
@@ -231,7 +231,7 @@ def build_char_tables(do_lower_case: bool) -> CharTables:
     pages = record_of_cp.reshape(-1, _PAGE_SIZE)
     blocks, block_of_page = np.unique(pages, axis=0, return_inverse=True)
     record_dtype = np.uint16 if len(records) <= np.iinfo(np.uint16).max + 1 else np.int32
-    return CharTables(block_of_page=block_of_page.reshape(-1).astype(np.int32),
+    return CharTables(page_start=block_of_page.reshape(-1).astype(np.int32) * _PAGE_SIZE,
                       records_of_page=blocks.reshape(-1).astype(record_dtype), **columns)
 
 
@@ -247,6 +247,11 @@ def _exclusive_cumsum(values: tf.Tensor) -> tf.Tensor:
 def _positions(mask: tf.Tensor) -> tf.Tensor:
     """int32 [k]: the indices where the 1-D bool `mask` is True."""
     return tf.cast(tf.reshape(tf.where(mask), [-1]), tf.int32)
+
+
+def _rows_of(positions: tf.Tensor, row_splits: tf.Tensor) -> tf.Tensor:
+    """int32: the row (text) of each flat character position."""
+    return tf.searchsorted(row_splits[1:], positions, side="right")
 
 
 def _segment_count(segment_ids: tf.Tensor, num_segments) -> tf.Tensor:
@@ -311,7 +316,8 @@ class GraphTokenizer(tf.Module):
         # however many functions use it, and a constant has no device of its own (a variable
         # restored onto a GPU would pull the gathers that read it there).
         with tf.device("/device:CPU:0"):
-            self._chars = {field: tf.constant(value, name=field)
+            # [R, max_out] columns flattened: output j of record r is at r * max_out + j.
+            self._chars = {field: tf.constant(value.reshape(-1), name=field)
                            for field, value in tables._asdict().items()}
         logging.info("GraphTokenizer: %d vocabulary entries, do_lower_case=%s, %d character "
                      "records in %d pages, tables %.0f kB", self.vocab_size, self.do_lower_case,
@@ -387,13 +393,13 @@ class GraphTokenizer(tf.Module):
 
     def _records(self, code_points: tf.Tensor) -> tf.Tensor:
         """int32 record id of each code point (UTF-8 decoding yields only 0..0x10FFFF)."""
-        block = tf.gather(self._chars["block_of_page"],
-                          tf.bitwise.right_shift(code_points, _PAGE_BITS))
+        page_start = tf.gather(self._chars["page_start"],
+                               tf.bitwise.right_shift(code_points, _PAGE_BITS))
         records = tf.gather(self._chars["records_of_page"],
-                            block * _PAGE_SIZE + tf.bitwise.bitwise_and(code_points, _PAGE_SIZE - 1))
+                            page_start + tf.bitwise.bitwise_and(code_points, _PAGE_SIZE - 1))
         return tf.cast(records, tf.int32)
 
-    def _final_sigmas(self, records: tf.Tensor, code_points: tf.Tensor, rows: tf.Tensor,
+    def _final_sigmas(self, records: tf.Tensor, code_points: tf.Tensor,
                       row_splits: tf.Tensor) -> tf.Tensor:
         """bool [n]: which characters are a U+03A3 that Python lowercases to final sigma.
 
@@ -408,7 +414,7 @@ class GraphTokenizer(tf.Module):
         last_anchor = tf.size(anchors) - 1
         rank = tf.gather(tf.math.cumsum(tf.cast(anchored, tf.int32)) - 1,
                          _positions(tf.equal(code_points, _CAPITAL_SIGMA)))
-        sigma_rows = tf.gather(rows, tf.gather(anchors, rank))
+        sigma_rows = _rows_of(tf.gather(anchors, rank), row_splits)
         before = tf.gather(anchors, tf.maximum(rank - 1, 0))
         after = tf.gather(anchors, tf.minimum(rank + 1, last_anchor))
         cased_before = ((rank >= 1) & (before >= tf.gather(row_splits, sigma_rows)) &
@@ -420,7 +426,7 @@ class GraphTokenizer(tf.Module):
         return tf.scatter_nd(final_positions[:, None], tf.ones_like(final_positions, tf.bool),
                              tf.shape(code_points))
 
-    def _canonical_order(self, records, first_in_row, sources, slots) -> tf.Tensor:
+    def _canonical_order(self, records, first_in_row, sources, out_index) -> tf.Tensor:
         """int32 [m]: the permutation of the output characters that NFD's reordering makes.
 
         A run is a starter (combining class 0; Mn marks count before they are stripped) and
@@ -430,10 +436,9 @@ class GraphTokenizer(tf.Module):
         starters = tf.cast(tf.gather(self._chars["starters"], records), tf.int32)
         runs_before = (_exclusive_cumsum(starters) +
                        tf.math.cumsum(tf.cast(first_in_row, tf.int32)))
-        slot_index = tf.stack([tf.gather(records, sources), slots], 1)
         run = (tf.gather(runs_before, sources) +
-               tf.cast(tf.gather_nd(self._chars["out_run"], slot_index), tf.int32))
-        ccc = tf.cast(tf.gather_nd(self._chars["out_ccc"], slot_index), tf.int64)
+               tf.cast(tf.gather(self._chars["out_run"], out_index), tf.int32))
+        ccc = tf.cast(tf.gather(self._chars["out_ccc"], out_index), tf.int64)
         return tf.argsort(tf.cast(run, tf.int64) * 256 + ccc, stable=True)
 
     def _basic_tokens(self, texts: tf.Tensor, max_tokens_per_text: Optional[int]):
@@ -446,12 +451,13 @@ class GraphTokenizer(tf.Module):
         batch = tf.shape(texts)[0]
         row_splits, code_points = tf.raw_ops.UnicodeDecode(
             input=texts, input_encoding="UTF-8", errors="ignore", Tsplits=tf.int32)
-        rows = tf.searchsorted(row_splits[1:], tf.range(tf.size(code_points)), side="right")
         records = self._records(code_points)
         kind = tf.gather(self._chars["kind"], records)
+        row_starts = tf.gather(row_splits[:-1], _positions(row_splits[1:] > row_splits[:-1]))
+        first_in_row = tf.scatter_nd(row_starts[:, None], tf.ones_like(row_starts, tf.bool),
+                                     tf.shape(code_points))
 
         # Dropped characters stay in the arrays but have no outputs and do not split words.
-        first_in_row = tf.not_equal(rows, _shift_right(rows, -1))
         isolated = tf.equal(kind, KIND_ISOLATED)
         # Whitespace-separated words, a CJK ideograph being a word of its own. A separator
         # starts a "word" of its own too, which ends at the next character (it has no outputs).
@@ -463,29 +469,32 @@ class GraphTokenizer(tf.Module):
         counts = tf.gather(self._chars["count"], records)
         source_slots = tf.cast(tf.where(tf.sequence_mask(counts, self._max_out)), tf.int32)
         sources = source_slots[:, 0]
-        out_index = tf.stack([tf.gather(records, sources), source_slots[:, 1]], 1)
-        chars = tf.gather_nd(self._chars["out"], out_index)
+        out_index = tf.gather(records, sources) * self._max_out + source_slots[:, 1]
+        chars = tf.gather(self._chars["out"], out_index)
         chars = tf.where(tf.equal(chars, _SELF), tf.gather(code_points, sources), chars)
-        punct = tf.gather_nd(self._chars["punct"], out_index)
+        punct = tf.gather(self._chars["punct"], out_index)
         if self.do_lower_case:
-            final = tf.cond(
-                tf.reduce_any(tf.equal(code_points, _CAPITAL_SIGMA)),
-                lambda: self._final_sigmas(records, code_points, rows, row_splits),
-                lambda: tf.zeros_like(code_points, tf.bool))
-            chars = tf.where(tf.gather(final, sources), _FINAL_SIGMA, chars)
-            order = tf.cond(
+            # Both steps only run for a batch that needs them (tf.cond runs one branch).
+            def final_sigmas():
+                final = self._final_sigmas(records, code_points, row_splits)
+                return tf.where(tf.gather(final, sources), _FINAL_SIGMA, chars)
+
+            chars = tf.cond(tf.reduce_any(tf.equal(code_points, _CAPITAL_SIGMA)),
+                            final_sigmas, lambda: chars)
+
+            def reorder():
+                order = self._canonical_order(records, first_in_row, sources, out_index)
+                # A run never leaves its word, so `sources` keeps giving each one's word.
+                return tf.gather(chars, order), tf.gather(punct, order), tf.gather(sources, order)
+
+            chars, punct, sources = tf.cond(
                 tf.reduce_any(tf.gather(self._chars["reorders"], records)),
-                lambda: self._canonical_order(records, first_in_row, sources,
-                                              source_slots[:, 1]),
-                lambda: tf.range(tf.size(chars)))
-            chars = tf.gather(chars, order)
-            punct = tf.gather(punct, order)
-            sources = tf.gather(sources, order)  # a run never leaves its word
+                reorder, lambda: (chars, punct, sources))
         char_words = tf.gather(words, sources)
         token_starts = (tf.not_equal(char_words, _shift_right(char_words, -1)) | punct |
                         _shift_right(punct, False))
         token_of_char = tf.math.cumsum(tf.cast(token_starts, tf.int32)) - 1
-        token_rows = tf.gather(rows, tf.gather(sources, _positions(token_starts)))
+        token_rows = _rows_of(tf.gather(sources, _positions(token_starts)), row_splits)
 
         if max_tokens_per_text is not None:
             tokens_per_row = _segment_count(token_rows, batch)
@@ -540,18 +549,33 @@ class GraphTokenizer(tf.Module):
                                                                                   tf.int64)
             return start, tf.where(piece_ids >= 0, score, -1)
 
-        # Candidates (start, width) that a vocabulary entry could match: widths up to the
-        # longest entry and the rest of the token, in tokens of <= 200 characters.
-        first_starts = tf.gather(token_splits[:-1], _positions(short))
+        # First pieces. Most tokens are in the vocabulary whole: one lookup of the token string.
+        # For the others, every shorter width that an entry could match (up to the longest).
+        whole_ids = self._first_table.lookup(token_strings)
+        whole = short & (whole_ids >= 0)
+        whole_score = (tf.bitwise.left_shift(tf.cast(token_lengths, tf.int64), 32) +
+                       tf.cast(whole_ids, tf.int64))
+        partial_starts = tf.gather(token_splits[:-1], _positions(short & ~whole))
         first_start, first_score = longest_matches(
-            first_starts, tf.minimum(tf.gather(remaining, first_starts), self._max_first_piece),
+            partial_starts,
+            tf.minimum(tf.gather(remaining, partial_starts) - 1, self._max_first_piece),
             self._max_first_piece, self._first_table)
-        next_widths = tf.where(char_in_short & (position > 0),
-                               tf.minimum(remaining, self._max_next_piece), 0)
-        next_start, next_score = longest_matches(char_ids, next_widths,
-                                                 max(self._max_next_piece, 1), self._next_table)
-        best = tf.math.unsorted_segment_max(tf.concat([first_score, next_score], 0),
-                                            tf.concat([first_start, next_start], 0), num_chars)
+        best = tf.math.unsorted_segment_max(
+            tf.concat([tf.where(whole, whole_score, -1), first_score], 0),
+            tf.concat([token_splits[:-1], first_start], 0), num_chars)
+        first_width = tf.gather(tf.cast(tf.bitwise.right_shift(tf.maximum(best, 0), 32),
+                                        tf.int32), token_splits[:-1])
+        # Continuations: only tokens whose first piece matched but is not all of it (most words
+        # are one piece), and only from the end of the first piece on (the chain starts there).
+        first_width = tf.gather(first_width, token_of_char)
+        continued = (char_in_short & (first_width > 0) &
+                     (first_width < tf.gather(token_lengths, token_of_char)) &
+                     (position >= first_width))
+        next_starts = _positions(continued)
+        next_start, next_score = longest_matches(
+            next_starts, tf.minimum(tf.gather(remaining, next_starts), self._max_next_piece),
+            max(self._max_next_piece, 1), self._next_table)
+        best = tf.maximum(best, tf.math.unsorted_segment_max(next_score, next_start, num_chars))
         best = tf.maximum(best, 0)  # no match (or no candidate): width 0
         best_width = tf.cast(tf.bitwise.right_shift(best, 32), tf.int32)
         best_id = tf.cast(tf.bitwise.bitwise_and(best, 0xFFFFFFFF), tf.int32)
