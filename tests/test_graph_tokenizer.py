@@ -287,7 +287,11 @@ def _encode_pairs():
     pairs += [(_LONG, _LONG), (_LONG + " extra", _LONG), ("short", _LONG + " " + _LONG),
               (_LONG * 3, ""), ("hello world", ""), ("hello world", "\u200b"),
               ("hello", "\u0301\u0301"), ("", "only b"), ("", ""), ("a", " \t"),
-              ("x" * 300 + " tail", "unaffable" * 3), ("\u4e2d" * 400, "\u4e2d" * 399)]
+              ("x" * 300 + " tail", "unaffable" * 3), ("\u4e2d" * 400, "\u4e2d" * 399),
+              # Words without tokens (lowercase mode: marks only; dropped characters) before
+              # the text's words: encode's cut must not count them.
+              ("\u0301 " * 20 + _LONG, "\u200b\u00ad " * 20 + "tail words here"),
+              ("\u0391\u03a3 " * 10 + "\u0391\u03a3", "\u302e\U0001d165 " * 12 + "end")]
     return pairs
 
 
@@ -320,6 +324,22 @@ def test_encode_matches_convert_single_example(vocab_file, tokenizers, do_lower_
     assert not differences, "%d of %d pairs differ, first %r" % (
         len(differences), len(pairs), differences[:1])
     assert any(sum(e[1]) == seq_length for e in expected)  # truncation happened
+
+
+def test_encode_to_the_longest_sequence(tokenizers):
+    graph = tokenizers[True][0]
+    encode_short = tf.function(
+        lambda a, b: graph.encode_batch(a, b, pad_to_max_seq_length=False),
+        input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+    for pairs in (_encode_pairs()[:50], [("a", ""), ("b c", "d")], []):
+        text_a = tf.constant([a for a, _ in pairs], tf.string)
+        text_b = tf.constant([b for _, b in pairs], tf.string)
+        padded = graph.encode(text_a, text_b)
+        short = encode_short(text_a, text_b)
+        width = int(tf.reduce_max(tf.reduce_sum(padded["input_mask"], 1))) if pairs else 0
+        for key in padded:
+            assert short[key].shape == (len(pairs), width), key
+            assert short[key].numpy().tolist() == padded[key][:, :width].numpy().tolist(), key
 
 
 # ---------------------------------------------------------------- SavedModel, fresh process
