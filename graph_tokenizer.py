@@ -273,16 +273,15 @@ def _first_words(max_words: int, row_splits: tf.Tensor, word_starts: tf.Tensor,
     num_chars = tf.size(words)
     has_output = tf.math.unsorted_segment_max(tf.cast(counts > 0, tf.int32), words,
                                               num_chars + 1) > 0
-    counted_starts = tf.cast(word_starts & tf.gather(has_output, words), tf.int32)
-    counted = tf.math.cumsum(counted_starts)
-    rows = _rows_of(tf.range(num_chars), row_splits)
-    counted_before_row = tf.gather(tf.concat([[0], counted], 0), row_splits[:-1])
-    kept = counted - tf.gather(counted_before_row, rows) <= max_words
-    kept_per_row = tf.math.unsorted_segment_sum(tf.cast(kept, tf.int32), rows,
-                                                tf.size(row_splits) - 1)
-    positions = _positions(kept)
-    return (tf.concat([[0], tf.math.cumsum(kept_per_row)], 0),
-            [tf.gather(array, positions) for array in arrays])
+    counted_starts = _positions(word_starts & tf.gather(has_output, words))
+    # Per text: where its (max_words + 1)-th counted word starts, or its end.
+    cut = tf.searchsorted(counted_starts, row_splits[:-1], side="left") + max_words
+    cut = tf.gather(tf.concat([counted_starts, [num_chars]], 0),
+                    tf.minimum(cut, tf.size(counted_starts)))
+    new_splits, positions = tf.raw_ops.RaggedRange(
+        starts=row_splits[:-1], limits=tf.minimum(cut, row_splits[1:]), deltas=1,
+        Tsplits=tf.int32)
+    return new_splits, [tf.gather(array, positions) for array in arrays]
 
 
 def truncated_lengths(len_a: tf.Tensor, len_b: tf.Tensor, max_length
@@ -621,12 +620,10 @@ class GraphTokenizer(tf.Module):
         first_width = tf.gather(tf.cast(tf.bitwise.right_shift(tf.maximum(best, 0), 32),
                                         tf.int32), token_splits[:-1])
         # Continuations: only tokens whose first piece matched but is not all of it (most words
-        # are one piece), and only from the end of the first piece on (the chain starts there).
+        # are one piece), and only from the end of the first piece on (the chain goes there).
+        continued = short & (first_width > 0) & (first_width < token_lengths)
         first_width = tf.gather(first_width, token_of_char)
-        continued = (char_in_short & (first_width > 0) &
-                     (first_width < tf.gather(token_lengths, token_of_char)) &
-                     (position >= first_width))
-        next_starts = _positions(continued)
+        next_starts = _positions(tf.gather(continued, token_of_char) & (position >= first_width))
         next_start, next_score = longest_matches(
             next_starts, tf.minimum(tf.gather(remaining, next_starts), self._max_next_piece),
             max(self._max_next_piece, 1), self._next_table)
@@ -635,24 +632,34 @@ class GraphTokenizer(tf.Module):
         best_width = tf.cast(tf.bitwise.right_shift(best, 32), tf.int32)
         best_id = tf.cast(tf.bitwise.bitwise_and(best, 0xFFFFFFFF), tf.int32)
 
-        # The greedy chain: from a token's start, jump by the best width. Pointer doubling marks
-        # every start on the chain; index num_chars is the "end / no match" sentinel.
-        jump = tf.concat([tf.where((best_width > 0) & (best_width < remaining),
-                                   char_ids + best_width, num_chars), [num_chars]], 0)
-        on_chain = tf.concat([tf.cast(tf.equal(position, 0) & char_in_short, tf.int32), [0]], 0)
+        # The greedy chain of a continued token, from the end of its first piece: jump by the
+        # best width. Pointer doubling over those starts (numbered 0..k-1, contiguous per token)
+        # marks every start on the chain; k is the "end / no match" sentinel.
+        num_starts = tf.size(next_starts)
+        start_width = tf.gather(best_width, next_starts)
+        jump = tf.concat([tf.where((start_width > 0) &
+                                   (start_width < tf.gather(remaining, next_starts)),
+                                   tf.range(num_starts) + start_width, num_starts),
+                          [num_starts]], 0)
+        on_chain = tf.concat([tf.cast(tf.equal(tf.gather(position, next_starts),
+                                               tf.gather(first_width, next_starts)), tf.int32),
+                              [0]], 0)
         for round_ in range(_DOUBLING_ROUNDS):
             on_chain = tf.maximum(on_chain, tf.math.unsorted_segment_max(on_chain, jump,
-                                                                         num_chars + 1))
+                                                                         num_starts + 1))
             if round_ + 1 < _DOUBLING_ROUNDS:
                 jump = tf.gather(jump, jump)
-        on_chain = on_chain[:num_chars] > 0
+        # Every token's first character is on its chain too.
+        on_chain = tf.equal(position, 0) | tf.scatter_nd(next_starts[:, None],
+                                                         on_chain[:num_starts] > 0,
+                                                         tf.shape(position))
         dead_end = tf.cast(on_chain & tf.equal(best_width, 0), tf.int32)
         token_ok = short & (tf.math.unsorted_segment_max(dead_end, token_of_char, num_tokens) <= 0)
 
         # Output, in character order: every start on the chain of a good token gives its piece,
         # the first character of a long or failed token gives one [UNK].
         good = tf.gather(token_ok, token_of_char)
-        emitting = _positions(tf.where(good, on_chain, tf.equal(position, 0)))
+        emitting = _positions(on_chain & (good | tf.equal(position, 0)))
         ids = tf.gather(tf.where(good, best_id, self.unk_id), emitting)
         lengths = _segment_count(tf.gather(token_rows, tf.gather(token_of_char, emitting)), batch)
         return ids, lengths

@@ -108,7 +108,10 @@ def test_unicode_decode_drops_invalid_bytes_as_python():
             del valid[rng.randrange(len(valid))]
         texts.append(bytes(valid))
     texts += [b"\xed\xa0\x80", b"\xc0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82A", b"a\xa3b\xff"]
-    decoded = tf.strings.unicode_decode(tf.constant(texts), "UTF-8", errors="ignore").to_list()
+    # The op and arguments GraphTokenizer uses.
+    splits, values = tf.raw_ops.UnicodeDecode(input=tf.constant(texts), input_encoding="UTF-8",
+                                              errors="ignore", Tsplits=tf.int32)
+    decoded = tf.RaggedTensor.from_row_splits(values, splits).to_list()
     expected = [[ord(c) for c in tokenization.convert_to_unicode(text)] for text in texts]
     assert decoded == expected
     assert any(text.decode("utf-8", "ignore") != text.decode("utf-8", "replace")
@@ -324,6 +327,25 @@ def test_encode_matches_convert_single_example(vocab_file, tokenizers, do_lower_
     assert not differences, "%d of %d pairs differ, first %r" % (
         len(differences), len(pairs), differences[:1])
     assert any(sum(e[1]) == seq_length for e in expected)  # truncation happened
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_batches_without_tokens(vocab_file, tokenizers, do_lower_case):
+    # Whole batches whose texts have no words, or words without tokens (marks, dropped
+    # characters), and a batch of 0: index arithmetic on empty arrays.
+    graph, python = tokenizers[do_lower_case]
+    small = graph_tokenizer.GraphTokenizer(vocab_file, do_lower_case, max_seq_length=4)
+    for texts in ([""], ["", ""], [" ", "\u200b"], ["\u0301", "\u0301 \u0301"], []):
+        assert _graph_ids(graph, texts) == _python_ids(python, texts), texts
+        for tokenizer in (graph, small):
+            seq_length = tokenizer.max_seq_length
+            out = tokenizer.encode(tf.constant(texts, tf.string), tf.constant(texts, tf.string))
+            expected = _python_features(python, list(zip(texts, texts)), seq_length)
+            assert out["input_ids"].shape == (len(texts), seq_length)
+            assert [list(row) for row in zip(out["input_ids"].numpy().tolist(),
+                                             out["input_mask"].numpy().tolist(),
+                                             out["segment_ids"].numpy().tolist())] == [
+                                                 list(e) for e in expected], texts
 
 
 def test_encode_to_the_longest_sequence(tokenizers):
