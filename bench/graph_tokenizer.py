@@ -2,7 +2,7 @@
 tf-text's `FastBertTokenizer`, on the same BBC sentence pairs, in one run.
 
   * python:  `features.convert_examples_to_features` with a fresh `tokenization.FullTokenizer`
-             per round (throughput, caches cold at the start), and
+             per round (throughput, its caches empty at the start), and
              `features.convert_single_example` one pair at a time with the tokenizer warm (the
              batch-1 latency of a server that tokenizes requests in Python);
   * graph:   `GraphTokenizer.encode` (strings -> [batch, max_seq_length] ids), batches of 64
@@ -16,8 +16,9 @@ tf-text's `FastBertTokenizer`, on the same BBC sentence pairs, in one run.
              differing pairs on the BBC pairs and on generated Chinese / adversarial pairs.
 Every graph result is compared with the Python features; the run fails if any id differs.
 Times include turning the Python strings into tensors and the results into numpy. Each path
-runs --rounds times and the best round is reported: the machine may be shared (the load
-average is printed before and after), and the numbers are only as steady as it was.
+runs once per round (all in-process paths in each round, so they see about the same load) and
+the best of --rounds rounds is reported: the machine may be shared (the load average is
+printed before and after), and the numbers are only as steady as it was.
 
   .venv/bin/python bench/graph_tokenizer.py                   # 20,000 pairs, max_seq_length 128
   .venv/bin/python bench/graph_tokenizer.py --num_pairs=2000 --rounds=1 --skip_tf_text
@@ -131,61 +132,61 @@ def main() -> None:
     labels = ["0", "1"]
     examples = bbc_pairs(args.num_pairs)
     pairs = [(e.text_a, e.text_b) for e in examples]
-    rows = []
 
-    # Python: throughput from a cold tokenizer, then batch-1 latency with it warm.
-    rounds = []
-    for _ in range(args.rounds):
-        tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
-        start = time.perf_counter()
-        expected = features.convert_examples_to_features(examples, labels, seq_length, tokenizer)
-        rounds.append([time.perf_counter() - start])
-    expected_ids = np.array([f.input_ids for f in expected], np.int32)
-    rows.append("| python (FullTokenizer + convert_examples_to_features, cold) | all | %.0f "
-                "| - | - | reference |" % _summary(len(pairs), rounds)[0])
-    rounds = []
-    for _ in range(args.rounds):
-        latency = []
-        for i, example in enumerate(examples[:args.latency_pairs]):
-            start = time.perf_counter()
-            features.convert_single_example(10 + i, example, labels, seq_length, tokenizer)
-            latency.append(time.perf_counter() - start)
-        rounds.append(latency)
-    rows.append(_row("python (convert_single_example, warm)", 1, len(latency), rounds,
-                     "reference"))
-
-    # The graph: in-process tf.function, then a SavedModel signature.
     graph = graph_tokenizer.GraphTokenizer(vocab_file, True, seq_length)
     export = tf.Module()
     export.tokenizer = graph
     export_dir = tempfile.mkdtemp(prefix="bench_graph_tokenizer_")
     tf.saved_model.save(export, export_dir, signatures={"encode": graph.encode})
     served = tf.saved_model.load(export_dir).signatures["encode"]
-    callers = {"graph (GraphTokenizer.encode tf.function)": graph.encode,
-               "graph (SavedModel signature)": lambda a, b: served(text_a=a, text_b=b)}
-    for name, encode in callers.items():
-        def run(batch, limit, encode=encode):
-            times, ids = [], []
-            for start in range(0, min(len(pairs), limit), batch):
-                chunk = pairs[start:start + batch]
-                t = time.perf_counter()
-                out = encode(tf.constant([a for a, _ in chunk]),
-                             tf.constant([b for _, b in chunk]))
-                ids.append(out["input_ids"].numpy())
-                times.append(time.perf_counter() - t)
-            return times, np.concatenate(ids)
-        run(64, 256)  # warm-up (tracing, first-run graph optimization)
-        rounds64, rounds1 = [], []
-        for _ in range(args.rounds):
-            times, ids = run(64, len(pairs))
+    graph_paths = {"graph (GraphTokenizer.encode tf.function)": graph.encode,
+                   "graph (SavedModel signature)": lambda a, b: served(text_a=a, text_b=b)}
+
+    def run_graph(encode, batch, limit):
+        times, ids = [], []
+        for start in range(0, min(len(pairs), limit), batch):
+            chunk = pairs[start:start + batch]
+            t = time.perf_counter()
+            out = encode(tf.constant([a for a, _ in chunk]), tf.constant([b for _, b in chunk]))
+            ids.append(out["input_ids"].numpy())
+            times.append(time.perf_counter() - t)
+        return times, np.concatenate(ids)
+
+    for encode in graph_paths.values():
+        run_graph(encode, 64, 256)  # warm-up: tracing, first-run graph optimization
+
+    # Each round runs every path once, so that all see about the same load.
+    timings = {}
+    for _ in range(args.rounds):
+        # Python: throughput from a fresh tokenizer, then batch-1 latency with it warm.
+        tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+        start = time.perf_counter()
+        expected = features.convert_examples_to_features(examples, labels, seq_length, tokenizer)
+        timings.setdefault("python", []).append([time.perf_counter() - start])
+        latency = []
+        for i, example in enumerate(examples[:args.latency_pairs]):
+            start = time.perf_counter()
+            features.convert_single_example(10 + i, example, labels, seq_length, tokenizer)
+            latency.append(time.perf_counter() - start)
+        timings.setdefault("python1", []).append(latency)
+        expected_ids = np.array([f.input_ids for f in expected], np.int32)
+        for name, encode in graph_paths.items():
+            times, ids = run_graph(encode, 64, len(pairs))
             differing = int((ids != expected_ids).any(axis=1).sum())
             if differing:
                 raise SystemExit("MISMATCH: %s gives other ids than Python for %d pairs"
                                  % (name, differing))
-            rounds64.append(times)
-            rounds1.append(run(1, args.latency_pairs)[0])
-        rows.append(_row(name, 64, len(pairs), rounds64, "yes (0 differing pairs)"))
-        rows.append(_row(name, 1, args.latency_pairs, rounds1, "yes"))
+            timings.setdefault((name, 64), []).append(times)
+            timings.setdefault((name, 1), []).append(
+                run_graph(encode, 1, args.latency_pairs)[0])
+
+    rows = ["| python (FullTokenizer + convert_examples_to_features, fresh tokenizer) | all | "
+            "%.0f | - | - | reference |" % _summary(len(pairs), timings["python"])[0],
+            _row("python (convert_single_example, warm)", 1, args.latency_pairs,
+                 timings["python1"], "reference")]
+    for name in graph_paths:
+        rows.append(_row(name, 64, len(pairs), timings[(name, 64)], "yes (0 differing pairs)"))
+        rows.append(_row(name, 1, args.latency_pairs, timings[(name, 1)], "yes"))
 
     if not args.skip_tf_text:
         if not os.path.exists(BENCH_PYTHON):
