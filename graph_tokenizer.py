@@ -572,10 +572,8 @@ class GraphTokenizer(tf.Module):
         token_lengths = _segment_count(token_of_char, num_tokens)
         token_splits = tf.concat([[0], tf.math.cumsum(token_lengths)], 0)
         short = token_lengths <= MAX_CHARS_PER_WORD  # longer ones are [UNK]
-        char_ids = tf.range(num_chars)
-        position = char_ids - tf.gather(token_splits, token_of_char)
+        position = tf.range(num_chars) - tf.gather(token_splits, token_of_char)
         remaining = tf.gather(token_lengths, token_of_char) - position
-        char_in_short = tf.gather(short, token_of_char)
 
         # Every token as a UTF-8 string, and each character's byte offsets within it.
         token_strings = tf.raw_ops.UnicodeEncode(input_values=chars, input_splits=token_splits,

@@ -11,7 +11,6 @@ import sys
 import textwrap
 import unicodedata
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
