@@ -111,3 +111,13 @@ def test_two_workers_match_one_process(setup, one_device):
     # Only the chief wrote into output_dir; it also ran the evaluation.
     assert os.path.exists(os.path.join(out, "eval_results.txt"))
     assert "***** Running evaluation *****" not in logs[1][1]
+
+
+def test_mirrored_gradient_accumulation_matches_one_device(setup, one_device):
+    # Each of 2 CPU replicas runs its 4 examples as 2 micro-batches of 2; the gradients are
+    # summed over micro-batches and replicas, then clipped: the one-device full-batch update.
+    out = str(setup[2] / "mirrored_accumulation")
+    proc = run_classifier(_args(setup, out, distribution_strategy="mirrored",
+                                num_cpu_devices=2, gradient_accumulation_steps=2))
+    assert "Each step accumulates 2 micro-batches of 2 examples per replica" in proc.stderr
+    _assert_same_training(one_device, _final_weights(out))
