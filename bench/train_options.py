@@ -14,6 +14,8 @@ the project's own path (`training.input_fn` -> `training.make_train_loop`, predi
   ex/s       examples/s over --steady_steps more steps, after those (steady state);
   predict_s  predict over the dev set (300 pairs, batch 8, XLA, as run_classifier's
              defaults): first pass (compiles each length once) / second pass.
+Each also as CPU seconds of the process (user + system), which a shared machine disturbs less
+than wall time: on 2 cores TensorFlow keeps both busy, so CPU time ~ 2x wall when alone.
 
     .venv/bin/python bench/train_options.py                          # all configurations
     .venv/bin/python bench/train_options.py --configs fixed,len16 --precisions float32 \\
@@ -22,6 +24,7 @@ the project's own path (`training.input_fn` -> `training.make_train_loop`, predi
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,6 +61,11 @@ def _featurize(workdir: str, max_seq_length: int):
     return paths
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker(args) -> None:
     sys.path.insert(0, REPO_ROOT)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -92,23 +100,23 @@ def worker(args) -> None:
             loss = float(loop(iterator, tf.constant(STEPS_PER_CALL))[1])
             assert np.isfinite(loss), loss
 
-    start = time.perf_counter()
-    run(args.steps)
-    job_s = time.perf_counter() - start
-    start = time.perf_counter()
-    run(args.steady_steps)
-    steady_s = time.perf_counter() - start
+    def timed(fn):
+        wall, cpu = time.perf_counter(), _cpu_s()
+        fn()
+        return time.perf_counter() - wall, _cpu_s() - cpu
 
-    predict_s = []
-    for _ in range(2):
-        start = time.perf_counter()
-        training.predict(model, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
-                         drop_remainder=False, num_examples=args.dev_count, jit_compile=True,
-                         micro_batch_size=16, length_multiple=length_multiple)
-        predict_s.append(time.perf_counter() - start)
+    job_s, job_cpu = timed(lambda: run(args.steps))
+    steady_s, steady_cpu = timed(lambda: run(args.steady_steps))
+    predict = [timed(lambda: training.predict(
+        model, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
+        drop_remainder=False, num_examples=args.dev_count, jit_compile=True,
+        micro_batch_size=16, length_multiple=length_multiple)) for _ in range(2)]
     print(PROTO + json.dumps({
-        "config": args.config, "precision": args.precision, "job_s": job_s,
-        "ex_per_s": args.steady_steps * BATCH / steady_s, "predict_s": predict_s}), flush=True)
+        "config": args.config, "precision": args.precision, "job_s": job_s, "job_cpu": job_cpu,
+        "ex_per_s": args.steady_steps * BATCH / steady_s,
+        "ex_per_cpu_s": args.steady_steps * BATCH / steady_cpu,
+        "predict_s": [p[0] for p in predict], "predict_cpu": [p[1] for p in predict]}),
+        flush=True)
 
 
 def main() -> None:
@@ -132,8 +140,9 @@ def main() -> None:
         paths = _featurize(workdir, args.max_seq_length)
         print(f"max_seq_length {args.max_seq_length}, load average before: "
               f"{os.getloadavg()[0]:.2f}", flush=True)
-        print("| config | precision | job_s (first %d steps) | ex/s (%d more steps) | "
-              "predict_s first / second pass | load |" % (args.steps, args.steady_steps))
+        print("| config | precision | job s (CPU s), first %d steps | ex/s (ex/CPU s), %d more "
+              "steps | predict s (CPU s), first / second pass | load after |"
+              % (args.steps, args.steady_steps))
         print("|---|---|---|---|---|---|")
         for precision_name in args.precisions.split(","):
             for config in args.configs.split(","):
@@ -150,8 +159,10 @@ def main() -> None:
                           f"{proc.stderr.strip().splitlines()[-1:]} |", flush=True)
                     continue
                 r = json.loads(lines[-1][len(PROTO):])
-                print(f"| {config} | {precision_name} | {r['job_s']:.1f} | {r['ex_per_s']:.1f} | "
-                      f"{r['predict_s'][0]:.1f} / {r['predict_s'][1]:.1f} | "
+                print(f"| {config} | {precision_name} | {r['job_s']:.1f} ({r['job_cpu']:.1f}) | "
+                      f"{r['ex_per_s']:.1f} ({r['ex_per_cpu_s']:.1f}) | "
+                      f"{r['predict_s'][0]:.1f} ({r['predict_cpu'][0]:.1f}) / "
+                      f"{r['predict_s'][1]:.1f} ({r['predict_cpu'][1]:.1f}) | "
                       f"{os.getloadavg()[0]:.2f} |", flush=True)
 
 
