@@ -128,6 +128,9 @@ def progress_setting(value: str) -> Optional[bool]:
 # ---------------------------------------------------------------------------------------------
 # run_classifier.py
 # ---------------------------------------------------------------------------------------------
+# --length_multiple's default (bench/README.md, "Length-aware batches").
+LENGTH_MULTIPLE_DEFAULT = 16
+
 CLASSIFIER_REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file",
                              "output_dir")
 
@@ -197,6 +200,34 @@ def define_run_classifier_flags() -> None:
             "Stop training after this many evaluations in a row without improvement of "
             "--keep_best_checkpoint's metric (the step reached is saved as the final "
             "checkpoint).")
+    _define_training_speed_flags()
+
+
+def _define_training_speed_flags() -> None:
+    """Length-aware batches, mixed precision, gradient accumulation and class weights."""
+    _define("integer", "length_multiple", LENGTH_MULTIPLE_DEFAULT,
+            "Cut every train/eval/predict batch to its longest example, rounded up to a multiple "
+            "of this (0 = every batch keeps max_seq_length, as the original). Results equal "
+            "the fixed-length ones up to float rounding; ignored on TPU (static shapes).",
+            lower_bound=0)
+    _define("bool", "bucket_by_length", False,
+            "Training batches of examples of similar length (windows of 16 batches sorted by "
+            "length, the batches shuffled; seeded by --seed): less padding with "
+            "--length_multiple.")
+    _define("enum", "precision", "float32",
+            "Compute precision: float32 (the original); bfloat16 (TPU, GPUs of compute "
+            "capability 8.0+, CPUs with AVX512_BF16/AMX); mixed_float16 (GPU, with dynamic loss "
+            "scaling). Variables, optimizer state, checkpoints and outputs stay float32.",
+            enum_values=["float32", "bfloat16", "mixed_float16"])
+    _define("integer", "gradient_accumulation_steps", 1,
+            "Compute each training step's batch (--train_batch_size, still the batch of one "
+            "update) as this many micro-batches in turn, summing their gradients: the same "
+            "update with one micro-batch's activations in memory. Must divide the per-replica "
+            "batch.")
+    _define("string", "class_weights", None,
+            "Weight each training example's loss by its label: 'auto' (inverse label frequency "
+            "in the training set, averaging 1 over its examples) or one weight per label in "
+            "get_labels() order, e.g. '1,3'. Eval metrics stay unweighted.")
 
 
 def mark_required() -> None:

@@ -564,7 +564,7 @@ class BertClassifier(tf_keras.Model):
     -> logits = pooled @ output_weights^T + output_bias.
 
     `logits = model(input_ids, input_mask, segment_ids, training=False)` -> [B, num_labels]
-    (float32). Variables `output_weights` [num_labels, H] (truncated normal, stddev 0.02 fixed
+    (float32, computed in float32 from the pooled output under any precision policy). Variables `output_weights` [num_labels, H] (truncated normal, stddev 0.02 fixed
     as in the original) and `output_bias` [num_labels] (zeros).
     """
 
@@ -584,11 +584,15 @@ class BertClassifier(tf_keras.Model):
     def build(self, input_shape=None):
         _build_child(self.bert)
         hidden = self.config.hidden_size
+        # The head stays float32 under a mixed-precision policy (no autocast): a [B, H] x
+        # [H, num_labels] product costs nothing, and the logits keep float32's precision.
         self.output_weights = self.add_weight(
             "output_weights", shape=[self.num_labels, hidden],
-            initializer=create_initializer(CLASSIFIER_INITIALIZER_STDDEV))
+            initializer=create_initializer(CLASSIFIER_INITIALIZER_STDDEV), dtype=tf.float32,
+            experimental_autocast=False)
         self.output_bias = self.add_weight("output_bias", shape=[self.num_labels],
-                                           initializer="zeros")
+                                           initializer="zeros", dtype=tf.float32,
+                                           experimental_autocast=False)
         tf_keras.layers.Layer.build(self, input_shape)
 
     def build_variables(self) -> None:
@@ -597,7 +601,7 @@ class BertClassifier(tf_keras.Model):
 
     def call(self, input_ids, input_mask=None, segment_ids=None, training=False):
         outputs = self.bert(input_ids, input_mask, segment_ids, training=training)
-        pooled = outputs["pooled_output"]
+        pooled = tf.cast(outputs["pooled_output"], tf.float32)
         pooled = fused_ops.dropout(pooled, self.dropout_rate, training=training)
         logits = tf.matmul(pooled, self.output_weights, transpose_b=True)
         logits = tf.nn.bias_add(logits, self.output_bias)

@@ -356,12 +356,17 @@ def all_reduce_clip_and_apply(
     grads: Sequence[Optional[tf.Tensor]],
     variables: Sequence[tf.Variable],
     clip_norm: float = 1.0,
-):
+    loss_scale: Optional[tf.Tensor] = None,
+) -> tf.Tensor:
     """Sum gradients over replicas, clip by global norm, apply; call in replica context.
 
     `grads[i]` (Tensor, IndexedSlices or None) is the gradient of this replica's share of the
     loss (already divided by the GLOBAL batch size) for `variables[i]`. IndexedSlices are made
-    dense first. Without a strategy the sum is over the one default replica. Returns the apply op.
+    dense first. Without a strategy the sum is over the one default replica. With `loss_scale`
+    (float16 training: the gradients are of loss * loss_scale) the sums are divided by it
+    before clipping, and `optimizer` is the LossScaleOptimizer that skips non-finite steps.
+    Returns the global norm of the summed gradients before clipping (float32 scalar; not
+    finite when a gradient is not).
     """
     grads = list(grads)
     variables = list(variables)
@@ -370,8 +375,9 @@ def all_reduce_clip_and_apply(
         dense = [_to_dense(grads[i]) for i in present]
         summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, dense)
         for i, g in zip(present, summed):
-            grads[i] = g
-    grads = clip_gradients(grads, clip_norm)
-    return optimizer.apply_gradients(
+            grads[i] = g if loss_scale is None else g / tf.cast(loss_scale, g.dtype)
+    grads, global_norm = tf.clip_by_global_norm(grads, clip_norm=clip_norm)
+    optimizer.apply_gradients(
         zip(grads, variables), experimental_aggregate_gradients=False
     )
+    return global_norm

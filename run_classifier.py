@@ -26,6 +26,7 @@ import features  # noqa: E402
 import model_dir  # noqa: E402
 import preflight  # noqa: E402
 import run_lock  # noqa: E402
+import precision  # noqa: E402
 import tokenization  # noqa: E402
 import train_eval  # noqa: E402
 import training  # noqa: E402
@@ -66,6 +67,24 @@ def _write_inference_records(examples: list, record_name: str, batch_size: int, 
                  len(records), len(examples), len(records) - len(examples))
     logging.info("  Batch size = %d", batch_size)
     return record_file, len(records)
+
+
+def _check_training_options(train_examples, label_list: list, strategy):
+    """Checks the training batch flags before any featurization (one-line errors naming the
+    flags) and returns --class_weights as one weight per label (None when unset)."""
+    if not FLAGS.do_train:
+        return None
+    training.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
+    training.check_gradient_accumulation(FLAGS.train_batch_size,
+                                         FLAGS.gradient_accumulation_steps,
+                                         strategy.num_replicas_in_sync)
+    class_weights = training.class_weights_from_flag(
+        FLAGS.class_weights, label_list, [example.label for example in train_examples])
+    if class_weights is not None:
+        logging.info("Class weights (--class_weights=%s): %s", FLAGS.class_weights,
+                     ", ".join(f"{label}: {weight:.4g}"
+                               for label, weight in zip(label_list, class_weights)))
+    return class_weights
 
 
 def main(_):
@@ -111,6 +130,8 @@ def main(_):
     # Padding makes every batch full: the original does it on TPU, and here also when
     # batches are split over several replicas.
     pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
+    # Before any model is built: the tf_keras policy decides the layers' compute dtype.
+    precision.configure(FLAGS.precision, FLAGS.use_tpu)
 
     tokenizer = tokenization.FullTokenizer(
         vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
@@ -132,6 +153,9 @@ def main(_):
         if examples is not None:
             preflight.check_examples(examples, split, flag_name, FLAGS.task_name, FLAGS.data_dir)
             features.validate_labels(examples, label_list)
+    class_weights = _check_training_options(train_examples, label_list, strategy)
+    # A TPU compiles one program per shape: there batches keep max_seq_length, as the original.
+    length_multiple = 0 if FLAGS.use_tpu else FLAGS.length_multiple
 
     eval_file = num_eval_records = None
     if FLAGS.do_train:
@@ -170,7 +194,8 @@ def main(_):
                 jit_compile=FLAGS.xla_inference,
                 micro_batch_size=FLAGS.inference_micro_batch_size,
                 num_batches=(-(-num_eval_records // FLAGS.eval_batch_size)
-                             if num_eval_records is not None else None))
+                             if num_eval_records is not None else None),
+                length_multiple=length_multiple)
         training.train(bert_config, len(label_list), training.TrainConfig(
             output_dir=FLAGS.output_dir,
             train_file=train_file,
@@ -188,7 +213,11 @@ def main(_):
             seed=FLAGS.seed,
             progress_bar=progress,
             allow_partial_checkpoint=FLAGS.allow_partial_checkpoint,
-            hook=eval_hook), strategy)
+            hook=eval_hook,
+            length_multiple=length_multiple,
+            bucket_by_length=FLAGS.bucket_by_length,
+            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+            class_weights=class_weights), strategy)
 
     if not chief:
         # Evaluation and prediction run on the chief alone, from the checkpoint it saved.
@@ -208,7 +237,8 @@ def main(_):
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
             num_batches=-(-num_eval_records // FLAGS.eval_batch_size),
-            jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size)
+            jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size,
+            length_multiple=length_multiple)
         result = eval_outputs.results
         training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
         training.write_eval_summaries(FLAGS.output_dir, result)
@@ -227,7 +257,8 @@ def main(_):
         probabilities = training.predict(
             model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,
             drop_remainder=pad, num_examples=len(predict_examples), progress_bar=progress,
-            jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size)
+            jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size,
+            length_multiple=length_multiple)
         output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
         num_written_lines = training.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == len(predict_examples)

@@ -310,7 +310,7 @@ class TrainingEvaluator:
         model is evaluated directly), or a one-device strategy on several workers (the weights
         are copied into a model there before each evaluation).
       eval_file, seq_length, eval_batch_size, drop_remainder, jit_compile, micro_batch_size,
-        num_batches: as training.evaluate; eval_file must exist (on the chief) before training
+        num_batches, length_multiple: as training.evaluate; eval_file must exist (on the chief) before training
         starts.
     """
 
@@ -318,9 +318,10 @@ class TrainingEvaluator:
                  strategy: tf.distribute.Strategy, infer_strategy: tf.distribute.Strategy,
                  eval_file: Optional[str], seq_length: int, eval_batch_size: int,
                  drop_remainder: bool, jit_compile: bool = False, micro_batch_size: int = 0,
-                 num_batches: Optional[int] = None):
+                 num_batches: Optional[int] = None, length_multiple: int = 0):
         self.settings = settings
         self.num_batches = num_batches
+        self.length_multiple = length_multiple
         self.output_dir = output_dir
         self.label_names = list(label_names)
         self.strategy = strategy
@@ -387,7 +388,8 @@ class TrainingEvaluator:
             self._eval_model, len(self.label_names), self.eval_file, self.seq_length,
             self.eval_batch_size, self.infer_strategy, self.drop_remainder, global_step,
             progress_bar=False, num_batches=self.num_batches, jit_compile=self.jit_compile,
-            micro_batch_size=self.micro_batch_size, run_step=self._run_step)
+            micro_batch_size=self.micro_batch_size, run_step=self._run_step,
+            length_multiple=self.length_multiple)
         report = training.eval_metrics_report(outputs, self.label_names)
         row = history_row(report)
         # Order matters for resuming after a crash (see recorded_best_value): history, then best.

@@ -34,6 +34,7 @@ import kill_points  # noqa: E402
 import metrics  # noqa: E402
 import modeling  # noqa: E402
 import optimization  # noqa: E402
+import precision  # noqa: E402
 from progress import ProgressBar  # noqa: E402
 
 
@@ -151,7 +152,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # ---------------------------------------------------------------------------------------------
 def input_fn(input_file: str, seq_length: int, global_batch_size: int, is_training: bool,
              drop_remainder: bool, shuffle_buffer_size: int = 100,
-             seed: Optional[int] = None) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
+             seed: Optional[int] = None, length_multiple: int = 0,
+             bucket_by_length: bool = False
+             ) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
     """The original's file_based_input_fn_builder for `distribute_datasets_from_function`.
 
     Every input pipeline reads the same stream of global batches (training: repeat, then
@@ -160,8 +163,14 @@ def input_fn(input_file: str, seq_length: int, global_batch_size: int, is_traini
     device, N mirrored replicas or N workers (given a seed), which is what makes the
     distributed runs comparable with a single-device run.
 
+    length_multiple > 0 (CPU/GPU only: a TPU needs static shapes): each global batch is cut to
+    its longest example rounded up to that multiple (cut_to_longest), before it is split, so
+    every replica of a step gets the same length. bucket_by_length (training only): global
+    batches are formed from examples of similar length (length_bucketed_batches).
+
     Returns: fn(input_context) -> dataset of dicts input_ids/input_mask/segment_ids [b, S]
-      int32, label_ids [b] int32, is_real_example [b] int32.
+      int32 (S = seq_length, or at most seq_length with length_multiple), label_ids [b] int32,
+      is_real_example [b] int32.
     """
     name_to_features = features.name_to_features(seq_length)
 
@@ -174,7 +183,12 @@ def input_fn(input_file: str, seq_length: int, global_batch_size: int, is_traini
             d = d.shuffle(buffer_size=shuffle_buffer_size, seed=seed)
         d = d.map(lambda r: features.decode_record(r, name_to_features),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        d = d.batch(global_batch_size, drop_remainder=drop_remainder)
+        if is_training and bucket_by_length:
+            d = length_bucketed_batches(d, global_batch_size, seed=seed)
+        else:
+            d = d.batch(global_batch_size, drop_remainder=drop_remainder)
+        if length_multiple:
+            d = d.map(lambda batch: cut_to_longest(batch, length_multiple, seq_length))
         if ctx.num_input_pipelines > 1 or per_replica != global_batch_size:
             start = ctx.input_pipeline_id * per_pipeline
             d = d.map(lambda batch: {k: v[start:start + per_pipeline] for k, v in batch.items()})
@@ -186,6 +200,53 @@ def input_fn(input_file: str, seq_length: int, global_batch_size: int, is_traini
         return d.with_options(options).prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
+
+
+# Features cut by cut_to_longest: the ones with a position axis.
+_POSITION_FEATURES = ("input_ids", "input_mask", "segment_ids")
+# length_bucketed_batches sorts windows of this many global batches by length.
+BUCKET_WINDOW_BATCHES = 16
+
+
+def cut_to_longest(batch: Dict[str, tf.Tensor], length_multiple: int,
+                   max_length) -> Dict[str, tf.Tensor]:
+    """The batch with its [B, S] features cut to [B, L]: L = the longest example (input_mask
+    sum) rounded up to a multiple of length_multiple, at most max_length, at least
+    min(length_multiple, max_length). The positions cut off are padding (mask 0) in every
+    row, which BERT's attention gives exp(-10000) ~ 0 weight, so the model's outputs for the
+    kept positions are the same up to float rounding. Rounding bounds the distinct shapes
+    (max_length / length_multiple), each of which XLA compiles once."""
+    longest = tf.reduce_max(tf.reduce_sum(batch["input_mask"], axis=1))
+    rounded = (longest + length_multiple - 1) // length_multiple * length_multiple
+    length = tf.clip_by_value(rounded, tf.minimum(length_multiple, max_length), max_length)
+    return {key: value[:, :length] if key in _POSITION_FEATURES else value
+            for key, value in batch.items()}
+
+
+def length_bucketed_batches(examples: tf.data.Dataset, global_batch_size: int,
+                            seed: Optional[int] = None,
+                            window_batches: int = BUCKET_WINDOW_BATCHES) -> tf.data.Dataset:
+    """Global batches of examples of similar length, from an endless (repeated, shuffled)
+    stream of examples: each window of window_batches * global_batch_size consecutive examples
+    is sorted by length (stable) and cut into window_batches batches, which come out in a
+    random order (from seed and the window's index: the same in every input pipeline)."""
+    window = window_batches * global_batch_size
+
+    def sort_window(index, w):
+        order = tf.argsort(tf.reduce_sum(w["input_mask"], axis=1), stable=True)
+        if seed is None:
+            batch_order = tf.random.shuffle(tf.range(window_batches))
+        else:
+            batch_order = tf.argsort(tf.random.stateless_uniform(
+                [window_batches], seed=tf.stack([tf.constant(seed, tf.int64), index])))
+        order = tf.reshape(tf.gather(tf.reshape(order, [window_batches, global_batch_size]),
+                                     batch_order), [-1])
+        return {key: tf.reshape(tf.gather(value, order),
+                                [window_batches, global_batch_size, *value.shape[1:]])
+                for key, value in w.items()}
+
+    windows = examples.batch(window, drop_remainder=True).enumerate()
+    return windows.map(sort_window).unbatch()
 
 
 def check_batch_size(flag_name: str, batch_size: int, strategy: tf.distribute.Strategy) -> None:
@@ -256,30 +317,65 @@ class TrainConfig:
     progress_bar: Optional[bool] = None
     allow_partial_checkpoint: bool = False
     hook: Optional[TrainHook] = None  # e.g. evaluation during training
+    # Speed and loss options of this port (the defaults are the original's behaviour).
+    length_multiple: int = 0  # cut batches to their longest example (0: max_seq_length)
+    bucket_by_length: bool = False
+    gradient_accumulation_steps: int = 1
+    class_weights: Optional[List[float]] = None
 
 
 def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.AdamWeightDecay,
                     strategy: tf.distribute.Strategy, num_labels: int, global_batch_size: int,
-                    jit_compile: bool = False):
+                    jit_compile: bool = False, gradient_accumulation_steps: int = 1,
+                    class_weights: Optional[Sequence[float]] = None,
+                    loss_scaling: Optional[precision.LossScaling] = None,
+                    length_multiple: int = 0):
     """The compiled host call of the training loop: `loop(iterator, num_steps)` runs num_steps
     training steps on the device(s) and returns (mean loss, last step's loss), float32 scalars.
 
     Each step: forward with dropout, the original's loss (mean over the global batch), the
     gradients summed over replicas, clipped at global norm 1.0, AdamWeightDecay applied.
     jit_compile XLA-compiles the per-replica step (the host loop and iterator stay as they are).
+
+    Additions (the defaults give the step above, op for op):
+    gradient_accumulation_steps N > 1: each replica's batch is run as N micro-batches in turn
+      (accumulate_gradients), their gradients summed before the cross-replica sum and the clip:
+      the same update as the whole batch, with one micro-batch's activations in memory (each
+      micro-batch cut to its own longest example when length_multiple > 0 and not jit_compile).
+    class_weights [num_labels]: each example's loss is multiplied by its label's weight (still
+      divided by the global batch size).
+    loss_scaling (float16): the loss is scaled, the summed gradients unscaled, a non-finite step
+      skipped by the LossScaleOptimizer and counted in loss_scaling's counters.
     """
     trainable = [v for v in model.trainable_variables]
+    weights = None if class_weights is None else tf.constant(list(class_weights), tf.float32)
+    apply_with = optimizer if loss_scaling is None else loss_scaling.optimizer
+    micro_length_multiple = 0 if jit_compile else length_multiple
 
-    def step_fn(batch):
+    def loss_and_gradients(batch, scale):
         with tf.GradientTape() as tape:
             logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
                            training=True)
             per_example_loss = modeling.classifier_loss(logits, batch["label_ids"], num_labels)
+            if weights is not None:
+                per_example_loss *= tf.gather(weights, batch["label_ids"])
             # Each replica's share of the global mean, so the cross-replica sum is the mean.
             loss = tf.reduce_sum(per_example_loss) / global_batch_size
-        grads = tape.gradient(loss, trainable)
-        optimization.all_reduce_clip_and_apply(optimizer, grads, trainable, clip_norm=1.0)
-        return loss
+            scaled_loss = loss if scale is None else loss * scale
+        return loss, tape.gradient(scaled_loss, trainable)
+
+    def step_fn(batch):
+        # Read once per step: the LossScaleOptimizer updates the scale when it applies.
+        scale = None if loss_scaling is None else loss_scaling.loss_scale()
+        if gradient_accumulation_steps > 1:
+            loss, grads = accumulate_gradients(
+                lambda micro_batch: loss_and_gradients(micro_batch, scale), batch,
+                gradient_accumulation_steps, trainable, micro_length_multiple)
+        else:
+            loss, grads = loss_and_gradients(batch, scale)
+        global_norm = optimization.all_reduce_clip_and_apply(
+            apply_with, grads, trainable, clip_norm=1.0, loss_scale=scale)
+        return loss, tf.logical_not(tf.math.is_finite(global_norm))
 
     step = _maybe_xla(step_fn, jit_compile, strategy)
 
@@ -288,9 +384,12 @@ def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.Adam
         total = tf.constant(0.0)
         last = tf.constant(0.0)
         for _ in tf.range(num_steps):
-            last = strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                   strategy.run(step, args=(next(iterator),)), axis=None)
+            loss, skipped = strategy.run(step, args=(next(iterator),))
+            last = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
             total += last
+            if loss_scaling is not None:
+                # The gradients were summed over replicas first: every replica agrees.
+                loss_scaling.record(strategy.experimental_local_results(skipped)[0])
         return total / tf.cast(num_steps, tf.float32), last
 
     return train_loop
@@ -310,6 +409,93 @@ def _skipping_steps(dataset_fn, global_steps: int):
     return skipping_fn
 
 
+def accumulate_gradients(loss_and_gradients: Callable, batch: Dict[str, tf.Tensor],
+                         num_micro_batches: int, variables: List[tf.Variable],
+                         length_multiple: int = 0):
+    """(loss, gradients) of a replica's batch [B, S] computed num_micro_batches times on
+    B / num_micro_batches consecutive examples, one after another (a while loop of one
+    parallel iteration, so one micro-batch's activations are alive at a time), and summed.
+
+    loss_and_gradients(micro_batch) -> (loss, gradients of `variables`) where the loss is
+    already divided by the global batch size, so the sums are the whole batch's. Gradients
+    come back dense (None where the variable gets none). length_multiple > 0 cuts each
+    micro-batch to its own longest example (cut_to_longest).
+    """
+    def fold(t):  # [B, ...] -> [num_micro_batches, B / num_micro_batches, ...]
+        return tf.reshape(t, tf.concat([[num_micro_batches, -1], tf.shape(t)[1:]], axis=0))
+
+    folded = {key: fold(value) for key, value in batch.items()}
+    has_gradient = []  # filled while the loop body is traced (once)
+
+    def body(i, loss_sum, gradient_sums):
+        micro_batch = {key: value[i] for key, value in folded.items()}
+        if length_multiple:
+            micro_batch = cut_to_longest(micro_batch, length_multiple,
+                                         tf.shape(micro_batch["input_ids"])[1])
+        loss, grads = loss_and_gradients(micro_batch)
+        has_gradient[:] = [g is not None for g in grads]
+        return i + 1, loss_sum + loss, [
+            total if g is None else total + tf.convert_to_tensor(g)
+            for total, g in zip(gradient_sums, grads)]
+
+    zeros = [tf.zeros(v.shape, v.dtype) for v in variables]
+    _, loss, gradients = tf.while_loop(
+        lambda i, *_: i < num_micro_batches, body, [tf.constant(0), tf.constant(0.0), zeros],
+        parallel_iterations=1)
+    return loss, [g if present else None for g, present in zip(gradients, has_gradient)]
+
+
+def check_gradient_accumulation(train_batch_size: int, gradient_accumulation_steps: int,
+                                num_replicas: int) -> int:
+    """Raises a one-line ValueError naming the flags unless gradient_accumulation_steps >= 1
+    divides the per-replica batch; returns the micro-batch size (examples per replica)."""
+    per_replica = train_batch_size // max(num_replicas, 1)
+    if gradient_accumulation_steps < 1 or per_replica % gradient_accumulation_steps:
+        raise ValueError(
+            f"--gradient_accumulation_steps={gradient_accumulation_steps} must be a positive "
+            f"divisor of the per-replica batch (--train_batch_size={train_batch_size} over "
+            f"{num_replicas} replica(s) = {per_replica} examples)")
+    return per_replica // gradient_accumulation_steps
+
+
+def class_weights_from_flag(value: Optional[str], label_list: Sequence[str],
+                            train_labels: Optional[Sequence[str]] = None
+                            ) -> Optional[List[float]]:
+    """--class_weights as one float per label (in label_list order), or None when unset.
+
+    "auto": inverse frequency in train_labels, w_c = N / (C * n_c) for the C labels that occur
+    (N examples, n_c with label c; 0 for a label that never occurs), so the weights average 1
+    over the training examples. "w0,w1,...": one non-negative number per label, not all zero.
+    Anything else raises a one-line ValueError naming the flag.
+    """
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() == "auto":
+        if not train_labels:
+            raise ValueError("--class_weights=auto needs training examples (--do_train=true)")
+        counts = {label: 0 for label in label_list}
+        for label in train_labels:
+            counts[label] += 1
+        present = sum(1 for n in counts.values() if n)
+        total = len(train_labels)
+        return [total / (present * counts[label]) if counts[label] else 0.0
+                for label in label_list]
+    parts = value.split(",")
+    try:
+        weights = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"--class_weights={value}: expected 'auto' or {len(label_list)} "
+                         f"comma-separated numbers (one per label: {', '.join(label_list)})"
+                         ) from None
+    if len(weights) != len(label_list):
+        raise ValueError(f"--class_weights={value}: {len(weights)} weights for "
+                         f"{len(label_list)} labels ({', '.join(label_list)}); expected one "
+                         "per label, in that order")
+    if any(not np.isfinite(w) or w < 0 for w in weights) or not any(weights):
+        raise ValueError(f"--class_weights={value}: expected finite weights >= 0, not all 0")
+    return weights
+
+
 def _steps_per_host_call(cfg: TrainConfig, strategy: tf.distribute.Strategy,
                          progress_shown: bool) -> int:
     """Steps per call of the compiled loop. On TPU: iterations_per_loop, as TPUEstimator (a host
@@ -322,6 +508,36 @@ def _steps_per_host_call(cfg: TrainConfig, strategy: tf.distribute.Strategy,
                       1 if progress_shown else cfg.log_step_count_steps))
 
 
+def _log_batching(cfg: TrainConfig, replicas: int) -> None:
+    """Says how training batches are formed when this port's options change it."""
+    if cfg.length_multiple:
+        logging.info("Training batches cut to their longest example, rounded up to a multiple "
+                     "of %d (--length_multiple)%s", cfg.length_multiple,
+                     ", of examples of similar length (--bucket_by_length)"
+                     if cfg.bucket_by_length else "")
+    if cfg.gradient_accumulation_steps > 1:
+        logging.info("Each step accumulates %d micro-batches of %d examples per replica "
+                     "(--gradient_accumulation_steps)", cfg.gradient_accumulation_steps,
+                     cfg.train_batch_size // replicas // cfg.gradient_accumulation_steps)
+
+
+def _check_skipped_steps(loss_scaling: precision.LossScaling, step: int) -> None:
+    """Logs the float16 steps the loss scaler skipped since the last call; raises
+    FloatingPointError when MAX_CONSECUTIVE_SKIPPED_STEPS steps in a row were skipped."""
+    skipped = int(loss_scaling.skipped_steps.numpy())
+    logged = loss_scaling.logged_skipped_steps
+    if skipped > logged:
+        logging.warning("float16: %d step(s) skipped for non-finite gradients (%d in all, "
+                        "loss scale now %g), global_step %d", skipped - logged, skipped,
+                        float(loss_scaling.loss_scale()), step)
+        loss_scaling.logged_skipped_steps = skipped
+    in_a_row = int(loss_scaling.consecutive_skipped_steps.numpy())
+    if in_a_row >= precision.MAX_CONSECUTIVE_SKIPPED_STEPS:
+        raise FloatingPointError(
+            f"training loss or gradients not finite in the last {in_a_row} steps at any loss "
+            f"scale (--precision=mixed_float16), at global_step {step}")
+
+
 def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
           strategy: tf.distribute.Strategy) -> int:
     """Fine-tunes a BertClassifier; returns the global step reached.
@@ -331,6 +547,8 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
     """
     chief = is_chief(strategy)
     check_batch_size("train_batch_size", cfg.train_batch_size, strategy)
+    check_gradient_accumulation(cfg.train_batch_size, cfg.gradient_accumulation_steps,
+                                strategy.num_replicas_in_sync)
     if cfg.seed is not None:
         tf.random.set_seed(cfg.seed)
     model = build_classifier(bert_config, num_labels, strategy)
@@ -340,6 +558,9 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
             cfg.learning_rate, cfg.num_train_steps, cfg.num_warmup_steps,
             name_to_variable=name_to_variable)
         optimizer.create_slots(list(name_to_variable.values()))
+        # float16 compute: dynamic loss scaling (precision.py); its state is not checkpointed.
+        loss_scaling = (precision.LossScaling(optimizer)
+                        if precision.compute_dtype(model) == tf.float16 else None)
     state = dict(name_to_variable)
     state.update(optimizer.slot_variables_by_checkpoint_name(name_to_variable))
     state["global_step"] = optimizer.iterations
@@ -363,10 +584,16 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
 
     dataset_fn = input_fn(
         cfg.train_file, cfg.max_seq_length, cfg.train_batch_size, is_training=True,
-        drop_remainder=True, shuffle_buffer_size=cfg.shuffle_buffer_size, seed=cfg.seed)
+        drop_remainder=True, shuffle_buffer_size=cfg.shuffle_buffer_size, seed=cfg.seed,
+        length_multiple=cfg.length_multiple, bucket_by_length=cfg.bucket_by_length)
     dataset = strategy.distribute_datasets_from_function(_skipping_steps(dataset_fn, step))
     iterator = iter(dataset)
-    train_loop = make_train_loop(model, optimizer, strategy, num_labels, cfg.train_batch_size)
+    _log_batching(cfg, strategy.num_replicas_in_sync)
+    train_loop = make_train_loop(
+        model, optimizer, strategy, num_labels, cfg.train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        class_weights=cfg.class_weights, loss_scaling=loss_scaling,
+        length_multiple=cfg.length_multiple)
 
     writer = tf.summary.create_file_writer(cfg.output_dir) if chief else None
     save_dir = cfg.output_dir if chief else tempfile.mkdtemp(prefix="worker_ckpt_")
@@ -383,7 +610,9 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
         mean_loss, last_loss = train_loop(iterator, tf.constant(n, tf.int32))
         step = int(optimizer.iterations.numpy())
         mean_loss, last_loss = float(mean_loss), float(last_loss)
-        if not np.isfinite(last_loss):
+        if loss_scaling is not None:
+            _check_skipped_steps(loss_scaling, step)
+        elif not np.isfinite(last_loss):
             raise FloatingPointError(f"training loss became {last_loss} at global_step {step}")
         bar.update(n, loss=last_loss)
         if step - last_log_step >= cfg.log_step_count_steps or step == cfg.num_train_steps:
@@ -443,12 +672,13 @@ def load_for_inference(bert_config: modeling.BertConfig, num_labels: int, output
 
 
 def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_remainder,
-                         num_batches: Optional[int] = None):
-    """The file's eval/predict batches in order. With num_batches, exactly that many, read
-    from the file repeated: the loop never reaches the end of the data, so TensorFlow does not
-    log "Local rendezvous is aborting with status: OUT_OF_RANGE" after every pass."""
+                         num_batches: Optional[int] = None, length_multiple: int = 0):
+    """The file's eval/predict batches in order (each cut to its longest example, rounded up to
+    length_multiple, when that is > 0). With num_batches, exactly that many, read from the file
+    repeated: the loop never reaches the end of the data, so TensorFlow does not log "Local
+    rendezvous is aborting with status: OUT_OF_RANGE" after every pass."""
     dataset_fn = input_fn(input_file, seq_length, batch_size, is_training=False,
-                          drop_remainder=drop_remainder)
+                          drop_remainder=drop_remainder, length_multiple=length_multiple)
     if num_batches is None:
         yield from strategy.distribute_datasets_from_function(dataset_fn)
         return
@@ -625,9 +855,10 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
              eval_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
              global_step: int, progress_bar: Optional[bool] = None,
              num_batches: Optional[int] = None, jit_compile: bool = False,
-             micro_batch_size: int = 0) -> Dict[str, object]:
+             micro_batch_size: int = 0, length_multiple: int = 0) -> Dict[str, object]:
     """The original's EVAL metrics over eval_file (the model step XLA-compiled if jit_compile;
-    the model run micro_batch_size examples at a time, see inference_logits).
+    the model run micro_batch_size examples at a time, see inference_logits; each batch cut to
+    its longest example when length_multiple > 0, see cut_to_longest).
 
     eval_accuracy and eval_loss are weighted by is_real_example; `loss` is the Estimator's
     own: the unweighted mean over batches of each batch's mean loss.
@@ -636,7 +867,8 @@ def evaluate(model: modeling.BertClassifier, num_labels: int, eval_file: str, se
     """
     return evaluate_with_outputs(
         model, num_labels, eval_file, seq_length, eval_batch_size, strategy, drop_remainder,
-        global_step, progress_bar, num_batches, jit_compile, micro_batch_size).results
+        global_step, progress_bar, num_batches, jit_compile, micro_batch_size,
+        length_multiple=length_multiple).results
 
 
 def evaluate_with_outputs(model: modeling.BertClassifier, num_labels: int, eval_file: str,
@@ -644,7 +876,8 @@ def evaluate_with_outputs(model: modeling.BertClassifier, num_labels: int, eval_
                           strategy: tf.distribute.Strategy, drop_remainder: bool,
                           global_step: int, progress_bar: Optional[bool] = None,
                           num_batches: Optional[int] = None, jit_compile: bool = False,
-                          micro_batch_size: int = 0, run_step=None) -> EvalOutputs:
+                          micro_batch_size: int = 0, run_step=None,
+                          length_multiple: int = 0) -> EvalOutputs:
     """evaluate's metrics and the per-example outputs behind them (for eval_metrics.json).
     run_step: a make_eval_step of this model, to reuse (else one is built)."""
     check_batch_size("eval_batch_size", eval_batch_size, strategy)
@@ -656,7 +889,7 @@ def evaluate_with_outputs(model: modeling.BertClassifier, num_labels: int, eval_
     rows: List[List[np.ndarray]] = [[], [], [], []]
     bar = ProgressBar(num_batches or 0, "eval", enabled=progress_bar, unit="batches")
     for batch in _distributed_batches(strategy, eval_file, seq_length, eval_batch_size,
-                                      drop_remainder, num_batches):
+                                      drop_remainder, num_batches, length_multiple):
         batch_sums, per_example = run_step(batch)
         correct, weighted_loss, weight, loss_sum, count = batch_sums.numpy()
         sums += (correct, weighted_loss, weight)
@@ -682,16 +915,18 @@ def evaluate_with_outputs(model: modeling.BertClassifier, num_labels: int, eval_
 def predict(model: modeling.BertClassifier, predict_file: str, seq_length: int,
             predict_batch_size: int, strategy: tf.distribute.Strategy, drop_remainder: bool,
             num_examples: int, progress_bar: Optional[bool] = None,
-            jit_compile: bool = False, micro_batch_size: int = 0) -> np.ndarray:
+            jit_compile: bool = False, micro_batch_size: int = 0,
+            length_multiple: int = 0) -> np.ndarray:
     """Softmax probabilities [num_examples, num_labels] (float32) in the file's order (the model
-    step XLA-compiled if jit_compile; the model run micro_batch_size examples at a time)."""
+    step XLA-compiled if jit_compile; the model run micro_batch_size examples at a time; each
+    batch cut to its longest example when length_multiple > 0)."""
     check_batch_size("predict_batch_size", predict_batch_size, strategy)
     run_step = make_predict_step(model, strategy, jit_compile, micro_batch_size)
     chunks = []
     num_batches = -(-num_examples // predict_batch_size)
     bar = ProgressBar(num_batches, "predict", enabled=progress_bar, unit="batches")
     for batch in _distributed_batches(strategy, predict_file, seq_length, predict_batch_size,
-                                      drop_remainder, num_batches):
+                                      drop_remainder, num_batches, length_multiple):
         # Replicas hold consecutive slices of the global batch (see input_fn).
         for local in strategy.experimental_local_results(run_step(batch)):
             chunks.append(local.numpy())

@@ -203,3 +203,13 @@ def test_two_workers_stop_early_at_the_same_step(setup):
 def checkpoints_in(directory):
     return sorted(m.group(1) for m in (re.match(r"(model\.ckpt-\d+)\.index$", n)
                                        for n in os.listdir(directory)) if m)
+
+
+def test_mirrored_gradient_accumulation_matches_one_device(setup, one_device):
+    # Each of 2 CPU replicas runs its 4 examples as 2 micro-batches of 2; the gradients are
+    # summed over micro-batches and replicas, then clipped: the one-device full-batch update.
+    out = str(setup[2] / "mirrored_accumulation")
+    proc = run_classifier(_args(setup, out, distribution_strategy="mirrored",
+                                num_cpu_devices=2, gradient_accumulation_steps=2))
+    assert "Each step accumulates 2 micro-batches of 2 examples per replica" in proc.stderr
+    _assert_same_training(one_device, _final_weights(out))

@@ -1,0 +1,170 @@
+"""Speed of the training options on the embedded sim job: fixed vs length-aware batches
+(--length_multiple, --bucket_by_length) and float32 vs bfloat16 (--precision).
+
+Each configuration runs in its own fresh process (so compilations and allocator pools start
+cold, as in a real run) on the real data of the default job: `data/sim_bbc` featurized with the
+MiniLM vocabulary at --max_seq_length, the MiniLM-L6 architecture of
+`pretrained/minilm_L-6_H-384_A-12` (random weights: same speed), batch 32, dropout 0.1, through
+the project's own path (`training.input_fn` -> `training.make_train_loop`, predict's
+`training.predict`). Reported per configuration:
+
+  job_s      the time of the job's first --steps training steps (75 = the default job's 2
+             epochs), host calls of 25 steps: what a run pays, first-call compilation included
+             (every new batch length compiles the fused kernels once more);
+  ex/s       examples/s over --steady_steps more steps, after those (steady state);
+  predict_s  predict over the dev set (300 pairs, batch 8, XLA, as run_classifier's
+             defaults): first pass (compiles each length once) / second pass.
+Each also as CPU seconds of the process (user + system), which a shared machine disturbs less
+than wall time: on 2 cores TensorFlow keeps both busy, so CPU time ~ 2x wall when alone.
+
+    .venv/bin/python bench/train_options.py                          # all configurations
+    .venv/bin/python bench/train_options.py --configs fixed,len16 --precisions float32 \\
+        --max_seq_length 128
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROTO = "@@RESULT "
+MODEL_DIR = os.path.join(REPO_ROOT, "pretrained", "minilm_L-6_H-384_A-12")
+DATA_DIR = os.path.join(REPO_ROOT, "data", "sim_bbc")
+# name: (length_multiple, bucket_by_length)
+CONFIGS = {"fixed": (0, False), "len8": (8, False), "len16": (16, False),
+           "bucket8": (8, True), "bucket16": (16, True)}
+BATCH = 32
+PREDICT_BATCH = 8
+STEPS_PER_CALL = 25
+
+
+def _featurize(workdir: str, max_seq_length: int):
+    sys.path.insert(0, REPO_ROOT)
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import features
+    import tokenization
+    from processors import get_processor
+    processor = get_processor("sim")
+    tokenizer = tokenization.FullTokenizer(os.path.join(MODEL_DIR, "vocab.txt"), True)
+    paths = {}
+    for name, examples in (("train", processor.get_train_examples(DATA_DIR)),
+                           ("dev", processor.get_dev_examples(DATA_DIR))):
+        paths[name] = os.path.join(workdir, f"{name}_{max_seq_length}.tf_record")
+        features.file_based_convert_examples_to_features(
+            examples, processor.get_labels(), max_seq_length, tokenizer, paths[name],
+            num_workers=1)
+        paths[name + "_count"] = len(examples)
+    return paths
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def worker(args) -> None:
+    sys.path.insert(0, REPO_ROOT)
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as run_classifier.py
+    import numpy as np
+    import tensorflow as tf
+    import checkpoints
+    import modeling
+    import optimization
+    import precision
+    import training
+
+    length_multiple, bucket = CONFIGS[args.config]
+    precision.set_policy(args.precision)
+    config = modeling.BertConfig.from_json_file(os.path.join(MODEL_DIR, "bert_config.json"))
+    strategy = training.create_strategy("one_device")
+    tf.random.set_seed(0)
+    model = training.build_classifier(config, 2, strategy)
+    names = checkpoints.variables_by_checkpoint_name(model)
+    with strategy.scope():
+        optimizer = optimization.create_optimizer(5e-5, 1000, 7, name_to_variable=names)
+        optimizer.create_slots(list(names.values()))
+    dataset = strategy.distribute_datasets_from_function(training.input_fn(
+        args.train_file, args.max_seq_length, BATCH, is_training=True, drop_remainder=True,
+        seed=12345, length_multiple=length_multiple, bucket_by_length=bucket))
+    iterator = iter(dataset)
+    loop = training.make_train_loop(model, optimizer, strategy, 2, BATCH,
+                                    length_multiple=length_multiple)
+
+    def run(steps):
+        for _ in range(steps // STEPS_PER_CALL):
+            loss = float(loop(iterator, tf.constant(STEPS_PER_CALL))[1])
+            assert np.isfinite(loss), loss
+
+    def timed(fn):
+        wall, cpu = time.perf_counter(), _cpu_s()
+        fn()
+        return time.perf_counter() - wall, _cpu_s() - cpu
+
+    job_s, job_cpu = timed(lambda: run(args.steps))
+    steady_s, steady_cpu = timed(lambda: run(args.steady_steps))
+    predict = [timed(lambda: training.predict(
+        model, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
+        drop_remainder=False, num_examples=args.dev_count, jit_compile=True,
+        micro_batch_size=16, length_multiple=length_multiple)) for _ in range(2)]
+    print(PROTO + json.dumps({
+        "config": args.config, "precision": args.precision, "job_s": job_s, "job_cpu": job_cpu,
+        "ex_per_s": args.steady_steps * BATCH / steady_s,
+        "ex_per_cpu_s": args.steady_steps * BATCH / steady_cpu,
+        "predict_s": [p[0] for p in predict], "predict_cpu": [p[1] for p in predict]}),
+        flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--max_seq_length", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=75)
+    parser.add_argument("--steady_steps", type=int, default=50)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    parser.add_argument("--train_file", help=argparse.SUPPRESS)
+    parser.add_argument("--dev_file", help=argparse.SUPPRESS)
+    parser.add_argument("--dev_count", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    with tempfile.TemporaryDirectory() as workdir:
+        paths = _featurize(workdir, args.max_seq_length)
+        print(f"max_seq_length {args.max_seq_length}, load average before: "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        print("| config | precision | job s (CPU s), first %d steps | ex/s (ex/CPU s), %d more "
+              "steps | predict s (CPU s), first / second pass | load after |"
+              % (args.steps, args.steady_steps))
+        print("|---|---|---|---|---|---|")
+        for precision_name in args.precisions.split(","):
+            for config in args.configs.split(","):
+                cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config,
+                       "--precision", precision_name, "--train_file", paths["train"],
+                       "--dev_file", paths["dev"], "--dev_count", str(paths["dev_count"]),
+                       "--max_seq_length", str(args.max_seq_length), "--steps",
+                       str(args.steps), "--steady_steps", str(args.steady_steps)]
+                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                lines = [l for l in proc.stdout.splitlines() if l.startswith(PROTO)]
+                if proc.returncode or not lines:
+                    print(f"| {config} | {precision_name} | failed: "
+                          f"{proc.stderr.strip().splitlines()[-1:]} |", flush=True)
+                    continue
+                r = json.loads(lines[-1][len(PROTO):])
+                print(f"| {config} | {precision_name} | {r['job_s']:.1f} ({r['job_cpu']:.1f}) | "
+                      f"{r['ex_per_s']:.1f} ({r['ex_per_cpu_s']:.1f}) | "
+                      f"{r['predict_s'][0]:.1f} ({r['predict_cpu'][0]:.1f}) / "
+                      f"{r['predict_s'][1]:.1f} ({r['predict_cpu'][1]:.1f}) | "
+                      f"{os.getloadavg()[0]:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
