@@ -32,6 +32,7 @@ from absl import logging  # noqa: E402
 import checkpoints  # noqa: E402
 import classifier_flags  # noqa: E402
 import cli  # noqa: E402
+import fused_ops  # noqa: E402
 import graph_tokenizer  # noqa: E402
 import inference  # noqa: E402
 import model_dir  # noqa: E402
@@ -98,10 +99,13 @@ def export_weights(classifier: inference.Classifier, export_dir: str) -> str:
 
 
 def export_saved_model(module: tf.Module, export_dir: str) -> None:
-    """tf.saved_model.save of a serving module with its signatures, written into place."""
-    signatures = module.signatures()
-    _write_into_place(export_dir,
-                      lambda folder: tf.saved_model.save(module, folder, signatures=signatures))
+    """tf.saved_model.save of a serving module with its signatures, written into place. Saving
+    traces the module's functions again, so it too runs with the plain TensorFlow ops."""
+    with fused_ops.plain_ops():
+        signatures = module.signatures()
+        _write_into_place(export_dir,
+                          lambda folder: tf.saved_model.save(module, folder,
+                                                             signatures=signatures))
 
 
 def main(_):

@@ -377,8 +377,9 @@ class GraphTokenizer(tf.Module):
         """`encode` without tf.function: string [batch] twice -> int32 [batch, max_seq_length].
 
         With pad_to_max_seq_length=False the width is the batch's longest sequence instead
-        (the same rows without their all-padding tail columns): a BERT model gives the same
-        outputs for the real tokens on it, in less time when texts are short.
+        (the same rows without their all-padding tail columns; at least 2, also for a batch of
+        0): a BERT model gives the same outputs for the real tokens on it, in less time when
+        texts are short.
         """
         # String work: every step stays on the host (on a GPU machine the placer would otherwise
         # scatter the integer steps onto the GPU, with a copy between each).
@@ -409,7 +410,8 @@ class GraphTokenizer(tf.Module):
 
         b_start = len_a + 2
         total = tf.where(is_pair, b_start + len_b + 1, len_a + 2)
-        width = seq_length if pad_to_max_seq_length else tf.maximum(tf.reduce_max(total), 0)
+        # At least [CLS] [SEP]'s 2 columns, also for a batch of 0 (a model needs a [CLS] column).
+        width = seq_length if pad_to_max_seq_length else tf.maximum(tf.reduce_max(total), 2)
         position = tf.range(width)[None, :]
         in_a = (position >= 1) & (position <= len_a)
         in_b = is_pair & (position >= b_start) & (position < b_start + len_b)

@@ -11,8 +11,8 @@ EncoderModule signatures:
   from_ids(input_ids, input_mask, segment_ids) -> vector
   tokenize(text_a, text_b) -> as above
 
-An empty text_b is a single sentence. The string signatures cut each batch to its longest text
-(rounded up to a multiple of 8) before the model, as the Python API does; padding positions are
+An empty text_b is a single sentence. The string signatures run the model on each batch only as
+wide as its longest text (the tokenizer's pad_to_max_seq_length=False); padding positions are
 masked, so results equal full-length ones up to float noise. The graphs use TensorFlow's plain
 ops (fused_ops.plain_ops while tracing), so a server without XLA runs them.
 """
@@ -28,23 +28,11 @@ import graph_tokenizer  # noqa: E402
 import modeling  # noqa: E402
 import training  # noqa: E402
 
-LENGTH_MULTIPLE = 8
 _TEXT_PAIR = [tf.TensorSpec([None], tf.string, name="text_a"),
               tf.TensorSpec([None], tf.string, name="text_b")]
 _IDS = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
         tf.TensorSpec([None, None], tf.int32, name="input_mask"),
         tf.TensorSpec([None, None], tf.int32, name="segment_ids")]
-
-
-def trim_to_longest(features: Dict[str, tf.Tensor], multiple: int = LENGTH_MULTIPLE
-                    ) -> Dict[str, tf.Tensor]:
-    """Features [B, S] cut to [B, S'] with S' the longest input_mask rounded up to `multiple`
-    (at most S, at least `multiple` or S): the positions cut are padding in every row."""
-    mask = features["input_mask"]
-    full = tf.shape(mask)[1]
-    longest = tf.reduce_max(tf.concat([tf.reduce_sum(mask, axis=1), [1]], 0))
-    length = tf.minimum(full, (longest + multiple - 1) // multiple * multiple)
-    return {name: value[:, :length] for name, value in features.items()}
 
 
 def _hold_weights(module: tf.Module, model: tf.Module) -> None:
@@ -74,8 +62,9 @@ class ClassifierModule(tf.Module):
     @tf.function(input_signature=_TEXT_PAIR)
     def classify(self, text_a, text_b):
         """Raw text pairs -> probabilities [batch, num_labels] and the most probable label."""
+        # The batch only as wide as its longest pair (padding positions are masked anyway).
         probabilities = self._probabilities(
-            trim_to_longest(self.tokenizer.encode_batch(text_a, text_b)))
+            self.tokenizer.encode_batch(text_a, text_b, pad_to_max_seq_length=False))
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
         return {"probabilities": probabilities, "label": label}
 
@@ -121,8 +110,9 @@ class EncoderModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def embed(self, text):
         """Raw texts -> vector float32 [batch, hidden]."""
-        features = self.tokenizer.encode_batch(text, tf.fill(tf.shape(text), ""))
-        return {"vector": self._vectors(trim_to_longest(features))}
+        features = self.tokenizer.encode_batch(text, tf.fill(tf.shape(text), ""),
+                                               pad_to_max_seq_length=False)
+        return {"vector": self._vectors(features)}
 
     @tf.function(input_signature=_IDS)
     def from_ids(self, input_ids, input_mask, segment_ids):
