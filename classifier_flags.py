@@ -80,12 +80,14 @@ def _define_device_flags() -> None:
             "laptop.")
 
 
-def _define_inference_flags(micro_batches: bool = True) -> None:
-    """How the model runs when it only computes outputs (eval, predict, vectors)."""
-    _define("bool", "xla_inference", True,
-            "Compile the eval/predict model step with XLA (jit_compile): 1.2-1.4x faster on CPU "
-            "(bench/README.md). Results may differ from --noxla_inference in the last float32 "
-            "bits; --xla_inference=false runs TensorFlow's ops one by one.")
+def _define_inference_flags(micro_batches: bool = True, xla: bool = True) -> None:
+    """How the model runs when it only computes outputs (eval, predict, vectors). `xla`: the
+    default of --xla_inference (the scripts of the Python API, whose batches have many lengths,
+    run op by op: each new length would be a new XLA compilation; bench/README.md)."""
+    _define("bool", "xla_inference", xla,
+            "Compile the model step of eval/predict/vectors with XLA (jit_compile), once per "
+            "batch shape. Results may differ from --noxla_inference in the last float32 bits; "
+            "--xla_inference=false runs TensorFlow's ops one by one (bench/README.md).")
     if micro_batches:
         _define("integer", "inference_micro_batch_size", 16,
                 "Eval and predict run the model on at most this many examples at a time inside "
@@ -273,7 +275,7 @@ def define_extract_features_flags() -> None:
             "With --pooling: scale every vector to unit L2 norm (cosine similarity = dot product).")
     _define_input_encoding_flag()
     _define_device_flags()
-    _define_inference_flags(micro_batches=False)
+    _define_inference_flags(micro_batches=False, xla=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +319,7 @@ def define_predict_flags() -> None:
     _define("integer", "batch_size", 32, "Batch size for predictions.")
     _define_input_encoding_flag()
     _define_device_flags()
-    _define_inference_flags()
+    _define_inference_flags(xla=False)
 
 
 # ---------------------------------------------------------------------------------------------

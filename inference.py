@@ -14,6 +14,8 @@ sentence. Texts are tokenized exactly as run_classifier.py tokenizes them
 text (rounded up to a multiple of 8, so few shapes are compiled) instead of max_seq_length --
 short texts do not pay for 128 positions; the results are the same up to float noise, because
 padding positions are masked. On a TPU the shapes stay static (full max_seq_length batches).
+The model runs op by op by default (jit_compile=False): with batches of many lengths, XLA would
+compile each new length (seconds each) for no steady-state gain (bench/README.md).
 
 extract_features.py and predict.py are thin command lines over these two classes.
 """
@@ -165,7 +167,7 @@ class Encoder(_BertRunner):
     """A BERT encoder, loaded once: sentence vectors and per-token layer outputs."""
 
     def __init__(self, info: model_dir_lib.ModelInfo,
-                 strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
+                 strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = False,
                  batch_size: int = DEFAULT_BATCH_SIZE, checkpoint_flag: str = "checkpoint"):
         """Builds the BertModel of info.bert_config_file under `strategy` (default: the first
         GPU, else the CPU) and loads the `bert/` variables of info.checkpoint (errors name
@@ -185,7 +187,7 @@ class Encoder(_BertRunner):
     def load(cls, model_dir: str, checkpoint: Optional[str] = None, *,
              do_lower_case: Optional[bool] = None, max_seq_length: Optional[int] = None,
              bert_config_file: Optional[str] = None, vocab_file: Optional[str] = None,
-             strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
+             strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = False,
              batch_size: int = DEFAULT_BATCH_SIZE) -> "Encoder":
         """An Encoder from a folder: a pre-trained one (bert_config.json, vocab.txt, one
         checkpoint) or a run_classifier output_dir (its latest checkpoint's bert/ variables).
@@ -279,7 +281,7 @@ class Classifier(_BertRunner):
     """A fine-tuned run_classifier model, loaded once: labels and probabilities for new text."""
 
     def __init__(self, info: model_dir_lib.ModelInfo,
-                 strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = True,
+                 strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = False,
                  batch_size: int = DEFAULT_BATCH_SIZE, micro_batch_size: int = 16):
         """Builds the BertClassifier for info.labels under `strategy` (default: the first GPU,
         else the CPU) and loads info.checkpoint, which must hold a classifier head
@@ -302,7 +304,7 @@ class Classifier(_BertRunner):
              labels: Optional[Sequence[str]] = None, do_lower_case: Optional[bool] = None,
              max_seq_length: Optional[int] = None, bert_config_file: Optional[str] = None,
              vocab_file: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
-             jit_compile: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
+             jit_compile: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
              micro_batch_size: int = 16, flag_hint: str = "") -> "Classifier":
         """A Classifier from a run_classifier.py output_dir (model_info.json, bert_config.json,
         vocab.txt and checkpoints; its latest checkpoint unless `checkpoint` names one).
