@@ -1,5 +1,9 @@
 """Peak RSS of a framework's import plus one op: the fixed memory cost under every benchmark row.
 
+Both sides import what their benchmark worker imports before building a model: TensorFlow with
+the project's training and modeling modules, and PyTorch with transformers'
+BertForSequenceClassification (transformers loads its model classes only when first named).
+
 Each case runs in a fresh subprocess of this interpreter and prints ru_maxrss in MB. The TF
 cases block chosen top-level packages (the import system reports them as not installed), to
 show what TensorFlow pulls in opportunistically: tf_keras/keras, and pandas (imported by
@@ -14,6 +18,8 @@ import os
 import subprocess
 import sys
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 _CASE = r"""
 import importlib.abc, importlib.util, json, os, resource, sys
 blocked = set(filter(None, sys.argv[1].split(",")))
@@ -26,11 +32,16 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in blocked:
             raise ModuleNotFoundError("blocked: " + name, name=name)
 sys.meta_path.insert(0, Block())
-if sys.argv[2] == "tf":
+if sys.argv[2].startswith("tf"):
     import tensorflow as tf
+    if sys.argv[2] == "tf_project":  # what ours imports: the training loop and the model
+        sys.path.insert(0, sys.argv[3])
+        import training, modeling
     tf.constant(1.0) + 1.0
 else:
     import torch, transformers
+    if sys.argv[2] == "torch_bert":  # transformers imports its model classes lazily
+        from transformers import BertForSequenceClassification
     torch.ones(1) + 1.0
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                   "modules": len(sys.modules)}))
@@ -45,22 +56,27 @@ CASES = [
      {"TF_USE_LEGACY_KERAS": "0"}),
     ("  same, pandas and scipy blocked too", "tf", "keras,pandas,scipy",
      {"TF_USE_LEGACY_KERAS": "0"}),
-    ("import torch, transformers (the hf peer)", "torch", "", {}),
+    ("import tensorflow + the project's training, modeling (what ours imports)", "tf_project",
+     "", {"TF_USE_LEGACY_KERAS": "1"}),
+    ("import torch, transformers", "torch", "", {}),
+    ("import torch, transformers.BertForSequenceClassification (the hf peer)", "torch_bert", "",
+     {}),
 ]
 
 
 def main() -> None:
     for label, framework, blocked, env in CASES:
-        if framework == "torch" and _missing("transformers"):
+        if framework.startswith("torch") and _missing("transformers"):
             continue
         out = subprocess.run(
-            [sys.executable, "-c", _CASE, blocked, framework], capture_output=True, text=True,
+            [sys.executable, "-c", _CASE, blocked, framework, REPO_ROOT], capture_output=True,
+            text=True,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env), timeout=600)
         if out.returncode != 0:
-            print("%-66s failed: %s" % (label, out.stderr.strip().splitlines()[-1]))
+            print("%-74s failed: %s" % (label, out.stderr.strip().splitlines()[-1]))
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        print("%-66s %5d MB  %5d modules" % (label, result["rss_mb"], result["modules"]))
+        print("%-74s %5d MB  %5d modules" % (label, result["rss_mb"], result["modules"]))
 
 
 def _missing(module: str) -> bool:

@@ -1,4 +1,5 @@
-"""Training and inference speed and peak memory: this project's loop vs two BERT peers.
+"""Training and inference speed and peak memory: this project's loop vs two BERT peers, each
+as given and compiled (torch.compile, XLA).
 
 Frameworks (each in its own worker subprocess, so threads never fight and peak RSS is
 per framework, shape and mode):
@@ -13,9 +14,13 @@ per framework, shape and mode):
   * hf:       Hugging Face transformers `BertForSequenceClassification` on PyTorch (CPU),
               torch.optim.AdamW, clip_grad_norm_(1.0), one Python step per batch; inference
               under torch.inference_mode().
+  * hf_compile: the same with the model under torch.compile (inductor, default mode; the
+              shapes are fixed, so one compilation).
   * official: tf-models-official `models.BertClassifier(networks.BertEncoder)` with a
               tf.function train step (official.nlp.optimization AdamWeightDecay, which clips
               at global norm 1.0 itself) and a tf.function inference step.
+  * official_xla: the same steps under tf.function(jit_compile=True).
+The peers' models and steps are built by bench/common.py (shared with bench/finetune.py).
 Variants of ours (`--variants ours_noxla,ours_unfused,ours_xla,ours_noonednn`, run in
 `--variant_modes`) show the effect of each speed fix as extra columns; see VARIANTS.
 
@@ -23,13 +28,13 @@ All use random weights of the same shapes, random token ids, 2 labels, dropout 0
 tanh-GELU, type_vocab_size 2, seq 128, train batch 32, inference batch 64. The peers get
 pre-built in-memory batches (no input pipeline cost); ours reads its .tf_record.
 
-Per shape and mode the three workers are started one after another (build, trace/compile
+Per shape and mode the workers are started one after another (build, trace/compile
 and `--warmup` steps, reported separately), then each repeat runs them in turn, rotating the
 order (A B C, B C A, C A B, ...); idle workers block on stdin and use no CPU. Reported: the
 median examples/s over repeats, the per-repeat ratios ours/peer, and each worker's peak RSS
 (ru_maxrss, which includes the framework's import and the first call).
 
-  .venv-bench/bin/python bench/train_throughput.py                     # default, ~26 min on 2 cores
+  .venv-bench/bin/python bench/train_throughput.py                     # default, ~50 min on 2 cores
   .venv-bench/bin/python bench/train_throughput.py --shapes minilm --repeats 5 \
       --steps minilm.train=8,minilm.infer=8
 """
@@ -46,7 +51,8 @@ import time
 
 import numpy as np
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
 PROTO = "@@BENCH "
 
 SHAPES = {
@@ -65,7 +71,11 @@ DEFAULT_STEPS = {
 }
 # Untimed steps after the first call (which traces and runs 1 step); BERT-base steps are slow.
 DEFAULT_WARMUP = {"minilm": 1, "base": 0}
-PEERS = ("hf", "official")
+# Peers and their options: hf_compile = torch.compile(model); official_xla = the step under
+# tf.function(jit_compile=True).
+PEER_OPTIONS = {"hf": {}, "hf_compile": {"compile": True}, "official": {},
+                "official_xla": {"jit_compile": True}}
+PEERS = tuple(PEER_OPTIONS)
 # Variants of "ours" (prototypes of possible fixes): extra env vars and options.
 VARIANTS = {
     "ours": ({}, {}),
@@ -94,6 +104,13 @@ def _emit(obj):
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (all threads, user + system): on a shared machine a steadier
+    measure of the work than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _random_batches(rng, batch, count):
@@ -204,18 +221,24 @@ def setup_ours(shape, mode, workdir, options):
     return run
 
 
+def _bert_config(shape):
+    """A bert_config.json dict of the benchmark's shape (tanh GELU, dropout 0.1)."""
+    layers, hidden, heads, inter = SHAPES[shape]
+    return {"vocab_size": VOCAB_SIZE, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": inter, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": 512, "type_vocab_size": 2}
+
+
 def setup_hf(shape, mode, workdir, options):
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    sys.path.insert(0, BENCH_DIR)
+    from common import hf_bert_classifier
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    layers, hidden, heads, inter = SHAPES[shape]
-    config = BertConfig(
-        vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=inter, hidden_act="gelu_pytorch_tanh",
-        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-        max_position_embeddings=512, type_vocab_size=2, num_labels=NUM_LABELS)
-    model = BertForSequenceClassification(config)
+    model = hf_bert_classifier(_bert_config(shape), NUM_LABELS)
+    # hf_compile: torch.compile (inductor, its default mode); the shapes here are fixed.
+    forward = torch.compile(model) if options.get("compile") else model
     rng = np.random.default_rng(2)
     batch = TRAIN_BATCH if mode == "train" else INFER_BATCH
     batches = [tuple(torch.from_numpy(a.astype(np.int64)) for a in b)
@@ -229,8 +252,8 @@ def setup_hf(shape, mode, workdir, options):
         def run(n):
             for _ in range(n):
                 ids, mask, segments, labels = next_batch()
-                out = model(input_ids=ids, attention_mask=mask, token_type_ids=segments,
-                            labels=labels)
+                out = forward(input_ids=ids, attention_mask=mask, token_type_ids=segments,
+                              labels=labels)
                 out.loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -247,8 +270,8 @@ def setup_hf(shape, mode, workdir, options):
         with torch.inference_mode():
             for _ in range(n):
                 ids, mask, segments, _ = next_batch()
-                logits = model(input_ids=ids, attention_mask=mask,
-                               token_type_ids=segments).logits
+                logits = forward(input_ids=ids, attention_mask=mask,
+                                 token_type_ids=segments).logits
                 torch.softmax(logits, dim=-1).numpy()
         return n * INFER_BATCH
     return run
@@ -257,19 +280,14 @@ def setup_hf(shape, mode, workdir, options):
 def setup_official(shape, mode, workdir, options):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
-    import tf_keras
     from official.nlp import optimization as official_optimization
-    from official.nlp.modeling import models, networks
+    sys.path.insert(0, BENCH_DIR)
+    from common import official_bert_classifier, official_train_step
 
     tf.random.set_seed(0)
-    layers, hidden, heads, inter = SHAPES[shape]
-    encoder = networks.BertEncoder(
-        vocab_size=VOCAB_SIZE, hidden_size=hidden, num_layers=layers,
-        num_attention_heads=heads, inner_dim=inter,
-        inner_activation=lambda x: tf.nn.gelu(x, approximate=True),
-        max_sequence_length=512, type_vocab_size=2, dropout_rate=0.1,
-        attention_dropout_rate=0.1)
-    model = models.BertClassifier(encoder, num_classes=NUM_LABELS, dropout_rate=0.1)
+    model = official_bert_classifier(_bert_config(shape), NUM_LABELS)
+    # official_xla: the train / inference step under tf.function(jit_compile=True).
+    jit = bool(options.get("jit_compile"))
     rng = np.random.default_rng(3)
     batch = TRAIN_BATCH if mode == "train" else INFER_BATCH
     batches = [({"input_word_ids": tf.constant(ids), "input_mask": tf.constant(mask),
@@ -280,16 +298,7 @@ def setup_official(shape, mode, workdir, options):
 
     if mode == "train":
         optimizer = official_optimization.create_optimizer(2e-5, 100000, 10000)
-        loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-        @tf.function
-        def train_step(inputs, labels):
-            with tf.GradientTape() as tape:
-                logits = model(inputs, training=True)
-                loss = loss_fn(labels, logits)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))  # clips at 1.0
-            return loss
+        train_step = official_train_step(model, optimizer, jit)
 
         def run(n):
             for _ in range(n):
@@ -299,7 +308,7 @@ def setup_official(shape, mode, workdir, options):
             return n * TRAIN_BATCH
         return run
 
-    @tf.function
+    @tf.function(jit_compile=jit)
     def infer_step(inputs):
         return tf.nn.softmax(model(inputs, training=False), axis=-1)
 
@@ -312,8 +321,8 @@ def setup_official(shape, mode, workdir, options):
 
 def worker_main(args):
     framework = args.worker
-    base = "ours" if framework.startswith("ours") else framework
-    _, options = VARIANTS.get(framework, ({}, {}))
+    base = framework.split("_")[0]  # ours, hf or official
+    options = PEER_OPTIONS[framework] if framework in PEER_OPTIONS else VARIANTS[framework][1]
     t0 = time.perf_counter()
     setup = {"ours": setup_ours, "hf": setup_hf, "official": setup_official}[base]
     run = setup(args.shape, args.mode, args.workdir, options)
@@ -340,10 +349,10 @@ def worker_main(args):
             continue
         if cmd[0] == "run":
             n = int(cmd[1])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             examples = run(n)
-            seconds = time.perf_counter() - t0
-            _emit({"examples": examples, "seconds": seconds})
+            seconds, cpu_seconds = time.perf_counter() - t0, _cpu_s() - c0
+            _emit({"examples": examples, "seconds": seconds, "cpu_seconds": cpu_seconds})
         elif cmd[0] == "quit":
             _emit({"peak_rss_mb": _peak_rss_mb()})
             return
@@ -422,8 +431,8 @@ def run_benchmark(args):
             raise SystemExit(f"--shapes: unknown shape {name!r}; expected {', '.join(SHAPES)}")
     for name in base_frameworks + variants:
         if name not in VARIANTS and name not in PEERS:
-            raise SystemExit(f"--frameworks: unknown {name!r}; expected ours, hf, official or "
-                             f"one of {', '.join(VARIANTS)}")
+            raise SystemExit(f"--frameworks: unknown {name!r}; expected one of "
+                             f"{', '.join(PEERS)} or {', '.join(VARIANTS)}")
     rows = []
     workdir = tempfile.mkdtemp(prefix="bench_train_")
     print(f"frameworks {base_frameworks}, variants {variants} ({args.variant_modes}), "
@@ -445,12 +454,14 @@ def run_benchmark(args):
                           f"{warmups[shape]} step(s) {r['warmup_s']:.1f}s, threads {r['threads']}",
                           flush=True)
                 rates = {fw: [] for fw in frameworks}
+                cpu_rates = {fw: [] for fw in frameworks}
                 for rep in range(args.repeats):
                     order = frameworks[rep % len(frameworks):] + frameworks[:rep % len(frameworks)]
                     for fw in order:
                         workers[fw].send(f"run {n}")
                         res = workers[fw].read()
                         rates[fw].append(res["examples"] / res["seconds"])
+                        cpu_rates[fw].append(res["examples"] / res["cpu_seconds"])
                     line = ", ".join(f"{fw} {rates[fw][-1]:.2f}" for fw in frameworks)
                     ratios = ", ".join(
                         f"{fw}/{peer} {rates[fw][-1] / rates[peer][-1]:.2f}"
@@ -466,6 +477,8 @@ def run_benchmark(args):
             rows.append({"shape": shape, "mode": mode, "steps": n, "frameworks": frameworks,
                          "median": {fw: statistics.median(rates[fw]) for fw in frameworks},
                          "rates": rates, "rss": rss,
+                         "cpu_median": {fw: statistics.median(cpu_rates[fw]) for fw in frameworks},
+                         "cpu_rates": cpu_rates,
                          "first_call_s": {fw: ready[fw]["first_call_s"] for fw in frameworks}})
     elapsed = time.perf_counter() - started
     print_table(rows, base_frameworks + variants)
@@ -495,6 +508,13 @@ def print_table(rows, frameworks):
         cells += [f"{row['rss'][fw]:.0f}" if fw in has else "-" for fw in frameworks]
         cells += [f"{row['first_call_s'][fw]:.1f}" if fw in has else "-" for fw in frameworks]
         print("| " + " | ".join(cells) + " |")
+    print("\nExamples per CPU-second (process user + system time, all threads; medians):\n")
+    print("| shape | mode | " + " | ".join(frameworks) + " |")
+    print("|" + "---|" * (len(frameworks) + 2))
+    for row in rows:
+        has = row["cpu_median"]
+        print(f"| {row['shape']} | {row['mode']} | "
+              + " | ".join(f"{has[fw]:.2f}" if fw in has else "-" for fw in frameworks) + " |")
 
 
 def main():
@@ -502,8 +522,8 @@ def main():
     parser.add_argument("--shapes", default="minilm,base",
                         help=f"comma list of {', '.join(SHAPES)}")
     parser.add_argument("--modes", default="train,infer", help="comma list of train, infer")
-    parser.add_argument("--frameworks", default="ours,hf,official",
-                        help="comma list of ours, hf, official and ours variants "
+    parser.add_argument("--frameworks", default="ours,hf,hf_compile,official,official_xla",
+                        help="comma list of ours, " + ", ".join(PEERS) + " and ours variants "
                              f"({', '.join(VARIANTS)})")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", default="",
