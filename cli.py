@@ -1,4 +1,5 @@
-"""What every command-line script shares: one-line errors instead of tracebacks.
+"""What the command-line scripts share: one-line errors instead of tracebacks, and the flags
+that stand in for a model folder's missing model_info.json.
 
 Errors a user can cause (bad flags, files, labels, checkpoints) end a script with one line
 naming what is wrong -- `predict.py: error: ...` on stderr and exit status 1 -- not a traceback.
@@ -6,7 +7,7 @@ Set BERT_TRACEBACK=1 in the environment to see the traceback.
 """
 import os
 import sys
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -33,3 +34,22 @@ def main_with_clean_errors(main: Callable[[List[str]], None], script_name: str
             sys.exit(f"{script_name}: error: {message}")
 
     return wrapped
+
+
+# The flags of predict.py / export_saved_model.py that stand in for a missing model_info.json.
+FALLBACK_FLAGS = ("--labels (or --task_name), --vocab_file, --bert_config_file, --do_lower_case "
+                  "and --max_seq_length")
+
+
+def labels_from_flags(labels: Optional[List[str]], task_name: Optional[str],
+                      processor_module: Optional[str]) -> Optional[List[str]]:
+    """--labels, else --task_name's get_labels() (after importing --processor_module), else None
+    (the model folder's model_info.json says)."""
+    if labels:
+        return list(labels)
+    if task_name:
+        from processors import get_processor, import_processor_module
+        if processor_module:
+            import_processor_module(processor_module)
+        return get_processor(task_name.lower()).get_labels()
+    return None

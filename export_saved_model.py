@@ -37,24 +37,11 @@ import graph_tokenizer  # noqa: E402
 import inference  # noqa: E402
 import model_dir  # noqa: E402
 import serving  # noqa: E402
-from processors import get_processor, import_processor_module  # noqa: E402
 
 classifier_flags.define_export_flags()
 FLAGS = classifier_flags.FLAGS
 
-FALLBACK_FLAGS = "--labels (or --task_name), --vocab_file, --bert_config_file, --do_lower_case " \
-                 "and --max_seq_length"
 WEIGHTS_CHECKPOINT = "bert_model.ckpt"
-
-
-def _labels_from_flags():
-    if FLAGS.labels:
-        return list(FLAGS.labels)
-    if FLAGS.task_name:
-        if FLAGS.processor_module:
-            import_processor_module(FLAGS.processor_module)
-        return get_processor(FLAGS.task_name.lower()).get_labels()
-    return None
 
 
 def _check_export_dir(path: str) -> None:
@@ -131,7 +118,10 @@ def main(_):
                      encoder.hidden_size, FLAGS.export_dir)
         return
     classifier = inference.Classifier.load(FLAGS.model_dir, FLAGS.checkpoint,
-                                           labels=_labels_from_flags(), flag_hint=FALLBACK_FLAGS,
+                                           labels=cli.labels_from_flags(
+                                               FLAGS.labels, FLAGS.task_name,
+                                               FLAGS.processor_module),
+                                           flag_hint=cli.FALLBACK_FLAGS,
                                            **common)
     if FLAGS.weights_only:
         path = export_weights(classifier, FLAGS.export_dir)

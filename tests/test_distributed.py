@@ -17,20 +17,13 @@ import pytest
 import tensorflow as tf
 
 import e2e_util
-import fixtures
 from e2e_util import classifier_args, run_classifier
 
-NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-              "classifier_dropout_prob": 0.0}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    base = tmp_path_factory.mktemp("dist")
-    tiny = e2e_util.make_tiny_bert(str(base / "bert"), NO_DROPOUT, head_labels=2)
-    data_dir = str(base / "data")
-    fixtures.write_sim(data_dir)
-    return tiny, data_dir, base
+    return e2e_util.no_dropout_sim_setup(tmp_path_factory.mktemp("dist"))
 
 
 def _args(setup, output_dir, **flags):

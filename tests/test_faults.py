@@ -19,22 +19,15 @@ import pytest
 import tensorflow as tf
 
 import e2e_util
-import fixtures
 from e2e_util import classifier_args
 
-NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-              "classifier_dropout_prob": 0.0}
 # 30 training examples, batch 8, 2 epochs: 7 steps; checkpoints at 2, 4, 6 and 7.
 NUM_STEPS = 7
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    base = tmp_path_factory.mktemp("faults")
-    tiny = e2e_util.make_tiny_bert(str(base / "bert"), NO_DROPOUT, head_labels=2)
-    data_dir = str(base / "data")
-    fixtures.write_sim(data_dir)
-    return tiny, data_dir, base
+    return e2e_util.no_dropout_sim_setup(tmp_path_factory.mktemp("faults"))
 
 
 def _args(setup, output_dir, **flags):

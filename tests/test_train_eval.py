@@ -14,13 +14,10 @@ from sklearn import metrics as sk
 import checkpoints
 import e2e_util
 import features
-import fixtures
 import modeling
 import train_eval
 from e2e_util import classifier_args, read_eval_results, run_classifier
 
-NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-              "classifier_dropout_prob": 0.0}
 # sim fixture: 30 training examples at batch 8 -> 3 steps per epoch; 12 dev examples.
 EPOCHS, STEPS, NUM_DEV = 4.0, 15, 12
 
@@ -29,11 +26,7 @@ EPOCHS, STEPS, NUM_DEV = 4.0, 15, 12
 def setup(tmp_path_factory):
     """A tiny checkpoint holding every weight (head included), no dropout: runs on one device
     and on two mirrored replicas train the same steps."""
-    base = tmp_path_factory.mktemp("train_eval")
-    tiny = e2e_util.make_tiny_bert(str(base / "bert"), NO_DROPOUT, head_labels=2)
-    data_dir = str(base / "data")
-    fixtures.write_sim(data_dir)
-    return tiny, data_dir, base
+    return e2e_util.no_dropout_sim_setup(tmp_path_factory.mktemp("train_eval"))
 
 
 def _args(setup, output_dir, **flags):
