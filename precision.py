@@ -120,9 +120,14 @@ def check_supported(precision: str, use_tpu: bool,
             f"amx_bf16 or bf16 flag in {cpuinfo_path}), so TensorFlow would emulate them, "
             "slower than float32; use --precision=float32")
     if not _onednn_enabled():
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") in ("0", "false", "False"):
+            raise ValueError(
+                "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which "
+                "TF_ENABLE_ONEDNN_OPTS=0 turned off; unset it or use --precision=float32")
         raise ValueError(
-            "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which "
-            "TF_ENABLE_ONEDNN_OPTS=0 turned off; unset it or use --precision=float32")
+            "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which this "
+            "TensorFlow build runs without here; set TF_ENABLE_ONEDNN_OPTS=1 or use "
+            "--precision=float32")
     return f"bfloat16 on CPU ({', '.join(sorted(flags))}, oneDNN)"
 
 
