@@ -125,8 +125,8 @@ def check_supported(precision: str, use_tpu: bool,
                 "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which "
                 "TF_ENABLE_ONEDNN_OPTS=0 turned off; unset it or use --precision=float32")
         raise ValueError(
-            "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which this "
-            "TensorFlow build runs without here; set TF_ENABLE_ONEDNN_OPTS=1 or use "
+            "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which TensorFlow "
+            "left off on this CPU; set TF_ENABLE_ONEDNN_OPTS=1 or use "
             "--precision=float32")
     return f"bfloat16 on CPU ({', '.join(sorted(flags))}, oneDNN)"
 
