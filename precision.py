@@ -60,13 +60,19 @@ def cpu_bfloat16_flags(cpuinfo_path: str = "/proc/cpuinfo") -> Set[str]:
     return found
 
 
-def _onednn_enabled() -> bool:
-    """Whether TensorFlow runs CPU matrix products through oneDNN (where bfloat16 is native)."""
+def _tensorflow_onednn_on() -> bool:
+    """Whether TensorFlow turned its oneDNN kernels on in this process: by default only on CPUs
+    with AVX512/AMX features; TF_ENABLE_ONEDNN_OPTS overrides it either way."""
     try:
         from tensorflow.python.util import _pywrap_util_port
     except ImportError:  # a TensorFlow build without the module: assume the default (on)
         return True
-    return bool(_pywrap_util_port.IsMklEnabled()) and (
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _onednn_enabled() -> bool:
+    """Whether TensorFlow runs CPU matrix products through oneDNN (where bfloat16 is native)."""
+    return _tensorflow_onednn_on() and (
         os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"))
 
 

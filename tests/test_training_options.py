@@ -356,6 +356,8 @@ def _cpuinfo(tmp_path, text):
 
 def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # no GPU
+    # As on a CPU with AVX512/AMX, where TensorFlow turns oneDNN on (this machine may lack it).
+    monkeypatch.setattr(precision, "_tensorflow_onednn_on", lambda: True)
     zen4 = _cpuinfo(tmp_path, "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 fma\n")
     assert precision.cpu_bfloat16_flags(zen4) == {"avx512_bf16"}
     assert precision.check_supported("bfloat16", False, zen4) == (
@@ -379,7 +381,13 @@ def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     assert precision.check_supported("bfloat16", True, old) == "bfloat16 on TPU"
     assert precision.check_supported("float32", False, old) == "float32 on CPU"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    with pytest.raises(ValueError, match="needs TensorFlow's oneDNN kernels"):
+    with pytest.raises(ValueError, match="needs TensorFlow's oneDNN kernels, which "
+                                         "TF_ENABLE_ONEDNN_OPTS=0 turned off"):
+        precision.check_supported("bfloat16", False, zen4)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    monkeypatch.setattr(precision, "_tensorflow_onednn_on", lambda: False)
+    with pytest.raises(ValueError, match="needs TensorFlow's oneDNN kernels, which TensorFlow "
+                                         "left off on this CPU; set TF_ENABLE_ONEDNN_OPTS=1"):
         precision.check_supported("bfloat16", False, zen4)
 
 
