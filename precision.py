@@ -70,10 +70,14 @@ def _tensorflow_onednn_on() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
+def _onednn_turned_off_by_environment() -> bool:
+    """Whether TF_ENABLE_ONEDNN_OPTS asks TensorFlow to leave oneDNN off."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") in ("0", "false", "False")
+
+
 def _onednn_enabled() -> bool:
     """Whether TensorFlow runs CPU matrix products through oneDNN (where bfloat16 is native)."""
-    return _tensorflow_onednn_on() and (
-        os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"))
+    return _tensorflow_onednn_on() and not _onednn_turned_off_by_environment()
 
 
 def _gpu_compute_capability() -> Optional[tuple]:
@@ -126,7 +130,7 @@ def check_supported(precision: str, use_tpu: bool,
             f"amx_bf16 or bf16 flag in {cpuinfo_path}), so TensorFlow would emulate them, "
             "slower than float32; use --precision=float32")
     if not _onednn_enabled():
-        if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") in ("0", "false", "False"):
+        if _onednn_turned_off_by_environment():
             raise ValueError(
                 "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which "
                 "TF_ENABLE_ONEDNN_OPTS=0 turned off; unset it or use --precision=float32")

@@ -7,8 +7,9 @@ pairs, 2 epochs, dev 300 pairs) with `--do_predict=false --seed=S --precision=P`
 
 On a CPU without bfloat16 instructions run_classifier refuses --precision=bfloat16 (TensorFlow
 would emulate it, slower than float32). This benchmark measures accuracy, not speed, so with
-`--allow_emulated_bfloat16` it runs run_classifier with those checks told that the CPU has bfloat16 and oneDNN
-("emulated" in the log's precision line): the same bfloat16 roundings, computed slowly.
+`--allow_emulated_bfloat16` it runs run_classifier with those checks told that the CPU has
+bfloat16 and oneDNN ("emulated" in the log's precision line): the same bfloat16 roundings,
+computed slowly.
 
     .venv/bin/python bench/precision_accuracy.py --seeds 1,2,3 --json /tmp/precision.json
     .venv/bin/python bench/precision_accuracy.py --allow_emulated_bfloat16   # AVX2-only CPUs
@@ -20,7 +21,10 @@ import subprocess
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
+from e2e_util import read_eval_results  # noqa: E402
 
 # Runs run_classifier.py as __main__ after making precision.check_supported see a bfloat16 CPU.
 _EMULATED = (
@@ -29,12 +33,6 @@ _EMULATED = (
     "precision._onednn_enabled = lambda: True; "
     "sys.argv = ['run_classifier.py'] + sys.argv[1:]; "
     "runpy.run_path({script!r}, run_name='__main__')")
-
-
-def read_eval_results(path: str) -> dict:
-    """eval_results.txt ('key = value' lines) -> {key: float}."""
-    with open(path) as f:
-        return {k.strip(): float(v) for k, v in (line.split("=") for line in f if "=" in line)}
 
 
 def run_one(precision: str, seed: int, output_root: str, emulate: bool) -> dict:
@@ -54,9 +52,10 @@ def run_one(precision: str, seed: int, output_root: str, emulate: bool) -> dict:
                          + done.stderr[-3000:])
     precision_line = next((line for line in done.stderr.splitlines() if "Precision:" in line),
                           "")
-    result = read_eval_results(os.path.join(output_dir, "eval_results.txt"))
+    result = read_eval_results(output_dir)
     return {"precision": precision, "seed": seed, "seconds": round(seconds, 1),
-            "eval_accuracy": result["eval_accuracy"], "eval_loss": result["eval_loss"],
+            "eval_accuracy": float(result["eval_accuracy"]),
+            "eval_loss": float(result["eval_loss"]),
             "log": precision_line.split("Precision:")[-1].strip()}
 
 
