@@ -80,14 +80,17 @@ def _define_device_flags() -> None:
             "laptop.")
 
 
-def _define_inference_flags(micro_batches: bool = True, xla: bool = True) -> None:
-    """How the model runs when it only computes outputs (eval, predict, vectors). `xla`: the
-    default of --xla_inference (the scripts of the Python API, whose batches have many lengths,
-    run op by op: each new length would be a new XLA compilation; bench/README.md)."""
-    _define("bool", "xla_inference", xla,
+def _define_inference_flags(micro_batches: bool = True) -> None:
+    """How the model runs when it only computes outputs (eval, predict, vectors). XLA is off by
+    default in every script: batches cut to their longest example meet many lengths, each a
+    new XLA compilation of seconds, and on CPUs where TensorFlow runs oneDNN the op-by-op step
+    is also faster in steady state (bench/README.md, "Sentence vectors and raw-text
+    prediction")."""
+    _define("bool", "xla_inference", False,
             "Compile the model step of eval/predict/vectors with XLA (jit_compile), once per "
             "batch shape. Results may differ from --noxla_inference in the last float32 bits; "
-            "--xla_inference=false runs TensorFlow's ops one by one (bench/README.md).")
+            "worth it only for many batches of few shapes on a CPU without oneDNN "
+            "(bench/README.md).")
     if micro_batches:
         _define("integer", "inference_micro_batch_size", 16,
                 "Eval and predict run the model on at most this many examples at a time inside "
@@ -275,7 +278,7 @@ def define_extract_features_flags() -> None:
             "With --pooling: scale every vector to unit L2 norm (cosine similarity = dot product).")
     _define_input_encoding_flag()
     _define_device_flags()
-    _define_inference_flags(micro_batches=False, xla=False)
+    _define_inference_flags(micro_batches=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +322,7 @@ def define_predict_flags() -> None:
     _define("integer", "batch_size", 32, "Batch size for predictions.")
     _define_input_encoding_flag()
     _define_device_flags()
-    _define_inference_flags(xla=False)
+    _define_inference_flags()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def _onednn_turned_off_by_environment() -> bool:
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") in ("0", "false", "False")
 
 
-def _onednn_enabled() -> bool:
+def onednn_enabled() -> bool:
     """Whether TensorFlow runs CPU matrix products through oneDNN (where bfloat16 is native)."""
     return _tensorflow_onednn_on() and not _onednn_turned_off_by_environment()
 
@@ -129,7 +129,7 @@ def check_supported(precision: str, use_tpu: bool,
             "--precision=bfloat16: this CPU has no bfloat16 instructions (no avx512_bf16, "
             f"amx_bf16 or bf16 flag in {cpuinfo_path}), so TensorFlow would emulate them, "
             "slower than float32; use --precision=float32")
-    if not _onednn_enabled():
+    if not onednn_enabled():
         if _onednn_turned_off_by_environment():
             raise ValueError(
                 "--precision=bfloat16 on CPU needs TensorFlow's oneDNN kernels, which "

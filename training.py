@@ -30,6 +30,7 @@ from absl import logging  # noqa: E402
 
 import checkpoints  # noqa: E402
 import features  # noqa: E402
+import fused_ops  # noqa: E402
 import kill_points  # noqa: E402
 import metrics  # noqa: E402
 import modeling  # noqa: E402
@@ -377,7 +378,9 @@ def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.Adam
             apply_with, grads, trainable, clip_norm=1.0, loss_scale=scale)
         return loss, tf.logical_not(tf.math.is_finite(global_norm))
 
-    step = _maybe_xla(step_fn, jit_compile, strategy)
+    # AutoGraph converts the loop below (tf.range); the step itself has no Python control flow
+    # on tensors, and converting the model's code took about a second of every trace.
+    step = _maybe_xla(tf.autograph.experimental.do_not_convert(step_fn), jit_compile, strategy)
 
     @tf.function
     def train_loop(iterator, num_steps):
@@ -703,7 +706,46 @@ def _maybe_xla(step_fn, jit_compile: bool, strategy: tf.distribute.Strategy):
         logging.info("XLA is off with %d replicas in one process; the step runs op by op.",
                      local_replicas)
         return step_fn
-    return tf.function(step_fn, jit_compile=True)
+    return tf.function(step_fn, jit_compile=True, autograph=False)
+
+
+def _forward_only(step_fn, strategy: tf.distribute.Strategy):
+    """step_fn (a step without gradients: eval, predict, encode) traced with plain TensorFlow
+    ops instead of fused_ops' kernels on a CPU where TensorFlow runs oneDNN: there its graph
+    rewrites fuse MatMul+BiasAdd+GELU and LayerNorm themselves, and each new sequence length
+    does not compile XLA kernels. Measured (bench/README, "Sentence vectors and raw-text
+    prediction"): faster in steady state and on the first pass there, slower in steady state
+    where oneDNN is off. The fused kernels' other gain, the backward's memory, does not apply
+    to a forward pass. Elsewhere (GPU, TPU, CPU without oneDNN) step_fn is returned as it is."""
+    if (isinstance(strategy, tf.distribute.TPUStrategy) or
+            tf.config.list_physical_devices("GPU") or not precision.onednn_enabled()):
+        return step_fn
+
+    def plain_step(*args):
+        with fused_ops.plain_ops():  # while tracing: the ops are chosen then
+            return step_fn(*args)
+    return plain_step
+
+
+def _traced_for_any_shape(run_step, strategy: tf.distribute.Strategy):
+    """run_step (a tf.function of one batch, a nest of tensors) traced on its first call for
+    every batch size and length of that call's structure and dtypes: later batches cut to other
+    lengths, and a smaller last batch, reuse that one graph instead of tracing again (each trace
+    of BERT costs about a second, and reduce_retracing alone traces twice more before it
+    relaxes both dimensions). Only where the batch arrives as plain tensors (one replica, not a
+    TPU, whose shapes stay static); otherwise run_step is called as it is."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return run_step
+    traced = []
+
+    def call(batch):
+        if not traced:
+            traced.append(True)
+            if all(isinstance(t, tf.Tensor) for t in tf.nest.flatten(batch)):
+                run_step.get_concrete_function(tf.nest.map_structure(
+                    lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), batch))
+        return run_step(batch)
+    return call
 
 
 def inference_logits(model: modeling.BertClassifier, batch: Dict[str, tf.Tensor],
@@ -743,14 +785,15 @@ def make_predict_step(model: modeling.BertClassifier, strategy: tf.distribute.St
     def predict_step(batch):
         return tf.nn.softmax(inference_logits(model, batch, micro_batch_size), axis=-1)
 
-    step = _maybe_xla(predict_step, jit_compile, strategy)
+    step = _maybe_xla(_forward_only(predict_step, strategy), jit_compile, strategy)
 
-    # reduce_retracing: callers with length-trimmed batches send many shapes; the XLA step
+    # Callers with length-trimmed batches send many shapes: one trace serves them all where
+    # the batch is plain tensors, reduce_retracing relaxes the shapes otherwise; the XLA step
     # still compiles once per concrete shape.
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def run_step(batch):
         return strategy.run(step, args=(batch,))
-    return run_step
+    return _traced_for_any_shape(run_step, strategy)
 
 
 POOLINGS = ("cls", "mean", "pooled")
@@ -800,12 +843,12 @@ def make_encode_step(bert: modeling.BertModel, strategy: tf.distribute.Strategy,
             result["layer_%d" % index] = tf.cast(layers[index], tf.float32)
         return result
 
-    step = _maybe_xla(encode_step, jit_compile, strategy)
+    step = _maybe_xla(_forward_only(encode_step, strategy), jit_compile, strategy)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def run_step(batch):
         return strategy.run(step, args=(batch,))
-    return run_step
+    return _traced_for_any_shape(run_step, strategy)
 
 
 def make_eval_step(model: modeling.BertClassifier, num_labels: int,
@@ -831,13 +874,13 @@ def make_eval_step(model: modeling.BertClassifier, num_labels: int,
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         return sums, (batch["label_ids"], predictions, probabilities, batch["is_real_example"])
 
-    step = _maybe_xla(eval_step, jit_compile, strategy)
+    step = _maybe_xla(_forward_only(eval_step, strategy), jit_compile, strategy)
 
-    @tf.function
+    @tf.function(reduce_retracing=True, autograph=False)
     def run_step(batch):
         sums, per_example = strategy.run(step, args=(batch,))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None), per_example
-    return run_step
+    return _traced_for_any_shape(run_step, strategy)
 
 
 @dataclasses.dataclass

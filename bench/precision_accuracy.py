@@ -30,7 +30,7 @@ from e2e_util import read_eval_results  # noqa: E402
 _EMULATED = (
     "import sys, runpy; sys.path.insert(0, {root!r}); import precision; "
     "precision.cpu_bfloat16_flags = lambda *a, **k: {{'emulated'}}; "
-    "precision._onednn_enabled = lambda: True; "
+    "precision.onednn_enabled = lambda: True; "
     "sys.argv = ['run_classifier.py'] + sys.argv[1:]; "
     "runpy.run_path({script!r}, run_name='__main__')")
 

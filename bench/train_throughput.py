@@ -9,8 +9,9 @@ per framework, shape and mode):
               record spec) through `strategy.distribute_datasets_from_function`, running
               `--steps` steps per host call (run_classifier's iterations_per_loop). Inference:
               predict()'s step (`strategy.run` of model + softmax under tf.function, one
-              host call per batch, `.numpy()` per batch, XLA-compiled as --xla_inference's
-              default) over predict's input pipeline, read through one long-lived iterator.
+              host call per batch, `.numpy()` per batch, op by op as --xla_inference's
+              default; `--variants ours_xla` adds the XLA-compiled step) over predict's input
+              pipeline, read through one long-lived iterator.
   * hf:       Hugging Face transformers `BertForSequenceClassification` on PyTorch (CPU),
               torch.optim.AdamW, clip_grad_norm_(1.0), one Python step per batch; inference
               under torch.inference_mode().
@@ -81,9 +82,9 @@ VARIANTS = {
     "ours": ({}, {}),
     # oneDNN off: TF's plain Eigen kernels instead of the oneDNN graph rewrites.
     "ours_noonednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
-    # XLA-compiled host call (train loop / predict step; the latter is ours' default).
+    # XLA-compiled host call (train loop / predict step).
     "ours_xla": ({}, {"jit_compile": True}),
-    # Inference op by op (--xla_inference=false).
+    # Inference op by op (--xla_inference=false, the default; the same as "ours").
     "ours_noxla": ({}, {"jit_compile": False}),
     # Without fused_ops (GELU, LayerNorm, ... as chains of plain TensorFlow ops).
     "ours_unfused": ({"BERT_FUSED_OPS": "0"}, {}),
@@ -171,8 +172,8 @@ def setup_ours(shape, mode, workdir, options):
     strategy = training.create_strategy("one_device")
     tf.random.set_seed(0)
     model = training.build_classifier(config, NUM_LABELS, strategy)
-    # run_classifier's defaults: training op by op (with fused_ops), eval/predict XLA-compiled.
-    jit = bool(options.get("jit_compile", mode != "train"))
+    # run_classifier's defaults: training and eval/predict op by op (training with fused_ops).
+    jit = bool(options.get("jit_compile", False))
 
     if mode == "train":
         name_to_variable = checkpoints.variables_by_checkpoint_name(model)
