@@ -745,6 +745,7 @@ def _traced_for_any_shape(run_step, strategy: tf.distribute.Strategy):
                 run_step.get_concrete_function(tf.nest.map_structure(
                     lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), batch))
         return run_step(batch)
+    call.traced_function = run_step  # the tf.function (e.g. its tracing count)
     return call
 
 

@@ -427,7 +427,8 @@ def test_terminal_output_is_the_scripts_own(tiny_bert, tmp_path):
         assert ours in quiet.stderr, ours
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"
     loud = subprocess.run([sys.executable, e2e_util.RUN_CLASSIFIER] + args[:-1] + [
-        "--output_dir=" + str(tmp_path / "out2"), "--do_train=false", "--do_predict=false"],
+        "--output_dir=" + str(tmp_path / "out2"), "--do_train=false", "--do_predict=false",
+        "--xla_inference=true"],  # an XLA compilation: its C++ notice must show too
         env=env,
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert loud.returncode == 0, loud.stderr[-3000:]

@@ -311,3 +311,72 @@ def test_resumed_input_continues_the_uninterrupted_stream(record_file):
         skipped = _batches(training._skipping_steps(fn, 3)(ctx).take(8))
         for a, b in zip(whole[6:], skipped):
             np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+
+
+def _feature_batch(batch_size: int, length: int, seed: int, with_labels: bool = False):
+    rng = np.random.RandomState(seed)
+    lengths = rng.randint(2, length + 1, size=batch_size)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
+    batch = {"input_ids": tf.constant(rng.randint(1000, 2000, size=(batch_size, length)) * mask),
+             "input_mask": tf.constant(mask),
+             "segment_ids": tf.constant((np.arange(length)[None, :] >= lengths[:, None] // 2)
+                                        .astype(np.int32) * mask)}
+    if with_labels:
+        batch["label_ids"] = tf.constant(rng.randint(0, 2, size=batch_size).astype(np.int32))
+        batch["is_real_example"] = tf.ones([batch_size], tf.int32)
+    return batch
+
+
+@pytest.mark.parametrize("kind", ["predict", "encode", "eval"])
+def test_forward_steps_trace_once_for_every_batch_size_and_length(tiny_model, kind):
+    # Length-cut batches (and a smaller last batch) reuse the first call's graph: one trace,
+    # where reduce_retracing alone traced three times (first shape, length relaxed, batch
+    # relaxed), about a second each for BERT. The outputs are the eager model's.
+    strategy = tf.distribute.get_strategy()
+    if kind == "predict":
+        step = training.make_predict_step(tiny_model, strategy)
+    elif kind == "encode":
+        step = training.make_encode_step(tiny_model.bert, strategy, pooling="cls")
+    else:
+        step = training.make_eval_step(tiny_model, 2, strategy)
+    for seed, (batch_size, length) in enumerate(((8, 16), (8, 8), (3, 8), (5, 12))):
+        batch = _feature_batch(batch_size, length, seed, with_labels=kind == "eval")
+        outputs = step(batch)
+        args = (batch["input_ids"], batch["input_mask"], batch["segment_ids"])
+        if kind == "predict":
+            expected = tf.nn.softmax(tiny_model(*args, training=False), axis=-1)
+            np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-6)
+        elif kind == "encode":
+            expected = tiny_model.bert(*args, training=False)["sequence_output"][:, 0]
+            np.testing.assert_allclose(outputs["vector"].numpy(), expected.numpy(), atol=1e-5)
+        else:
+            sums, (labels, predictions, _, _) = outputs
+            expected = np.argmax(tiny_model(*args, training=False).numpy(), axis=-1)
+            np.testing.assert_array_equal(predictions.numpy(), expected)
+            assert sums.numpy()[2] == batch_size
+    assert step.traced_function.experimental_get_tracing_count() == 1
+
+
+def _xla_functions(step, batch) -> int:
+    """How many functions in the traced step's graph are marked for XLA compilation."""
+    graph_def = step.traced_function.get_concrete_function(batch).graph.as_graph_def()
+    return sum(1 for f in graph_def.library.function if f.attr["_XlaMustCompile"].b)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_forward_steps_use_plain_ops_where_onednn_fuses_them(tiny_model, monkeypatch, onednn):
+    # Where TensorFlow runs oneDNN its graph rewrites fuse GELU and LayerNorm, so the forward
+    # steps leave out fused_ops' XLA kernels there (no compilation per new length); elsewhere
+    # they keep them. Training keeps them in both cases.
+    import precision
+    monkeypatch.setattr(precision, "onednn_enabled", lambda: onednn)
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("on a GPU the forward steps keep the fused kernels either way")
+    strategy = tf.distribute.get_strategy()
+    step = training.make_predict_step(tiny_model, strategy)
+    batch = _feature_batch(4, 8, 0)
+    probabilities = step(batch).numpy()
+    assert (_xla_functions(step, batch) == 0) == onednn
+    expected = tf.nn.softmax(tiny_model(batch["input_ids"], batch["input_mask"],
+                                        batch["segment_ids"], training=False), axis=-1)
+    np.testing.assert_allclose(probabilities, expected.numpy(), atol=1e-6)
