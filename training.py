@@ -717,8 +717,8 @@ def _forward_only(step_fn, strategy: tf.distribute.Strategy):
     prediction"): faster in steady state and on the first pass there, slower in steady state
     where oneDNN is off. The fused kernels' other gain, the backward's memory, does not apply
     to a forward pass. Elsewhere (GPU, TPU, CPU without oneDNN) step_fn is returned as it is."""
-    if (isinstance(strategy, tf.distribute.TPUStrategy) or
-            tf.config.list_physical_devices("GPU") or not precision.onednn_enabled()):
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    if precision.compute_device(on_tpu) != "CPU" or not precision.onednn_enabled():
         return step_fn
 
     def plain_step(*args):
@@ -747,6 +747,23 @@ def _traced_for_any_shape(run_step, strategy: tf.distribute.Strategy):
         return run_step(batch)
     call.traced_function = run_step  # the tf.function (e.g. its tracing count)
     return call
+
+
+def _forward_host_call(step_fn, strategy: tf.distribute.Strategy, jit_compile: bool,
+                       finish: Optional[Callable] = None):
+    """The host call of a forward-only step (eval, predict, encode): step_fn run by strategy.run
+    on one distributed batch (plain ops where oneDNN runs, see _forward_only; XLA-compiled if
+    jit_compile), then `finish` (if given) on its per-replica outputs, in a tf.function
+    without AutoGraph that callers with length-trimmed batches reuse for every shape: one trace
+    where the batch is plain tensors (_traced_for_any_shape), reduce_retracing otherwise. An
+    XLA step still compiles once per concrete shape."""
+    step = _maybe_xla(_forward_only(step_fn, strategy), jit_compile, strategy)
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def run_step(batch):
+        outputs = strategy.run(step, args=(batch,))
+        return outputs if finish is None else finish(outputs)
+    return _traced_for_any_shape(run_step, strategy)
 
 
 def inference_logits(model: modeling.BertClassifier, batch: Dict[str, tf.Tensor],
@@ -786,15 +803,7 @@ def make_predict_step(model: modeling.BertClassifier, strategy: tf.distribute.St
     def predict_step(batch):
         return tf.nn.softmax(inference_logits(model, batch, micro_batch_size), axis=-1)
 
-    step = _maybe_xla(_forward_only(predict_step, strategy), jit_compile, strategy)
-
-    # Callers with length-trimmed batches send many shapes: one trace serves them all where
-    # the batch is plain tensors, reduce_retracing relaxes the shapes otherwise; the XLA step
-    # still compiles once per concrete shape.
-    @tf.function(reduce_retracing=True, autograph=False)
-    def run_step(batch):
-        return strategy.run(step, args=(batch,))
-    return _traced_for_any_shape(run_step, strategy)
+    return _forward_host_call(predict_step, strategy, jit_compile)
 
 
 POOLINGS = ("cls", "mean", "pooled")
@@ -844,12 +853,7 @@ def make_encode_step(bert: modeling.BertModel, strategy: tf.distribute.Strategy,
             result["layer_%d" % index] = tf.cast(layers[index], tf.float32)
         return result
 
-    step = _maybe_xla(_forward_only(encode_step, strategy), jit_compile, strategy)
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def run_step(batch):
-        return strategy.run(step, args=(batch,))
-    return _traced_for_any_shape(run_step, strategy)
+    return _forward_host_call(encode_step, strategy, jit_compile)
 
 
 def make_eval_step(model: modeling.BertClassifier, num_labels: int,
@@ -875,13 +879,10 @@ def make_eval_step(model: modeling.BertClassifier, num_labels: int,
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         return sums, (batch["label_ids"], predictions, probabilities, batch["is_real_example"])
 
-    step = _maybe_xla(_forward_only(eval_step, strategy), jit_compile, strategy)
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def run_step(batch):
-        sums, per_example = strategy.run(step, args=(batch,))
+    def sum_over_replicas(outputs):
+        sums, per_example = outputs
         return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None), per_example
-    return _traced_for_any_shape(run_step, strategy)
+    return _forward_host_call(eval_step, strategy, jit_compile, sum_over_replicas)
 
 
 @dataclasses.dataclass
