@@ -70,6 +70,10 @@ DEFAULT_STEPS = {
     "minilm.train": 4, "minilm.infer": 4,
     "base.train": 2, "base.infer": 2,
 }
+# Workers resident at once per shape.mode (0: all). BERT-base training needs 5-8 GB per worker:
+# five at once were OOM-killed on a 23 GB machine, so there the peers run in groups, each with
+# ours resident beside them (see run_benchmark).
+DEFAULT_MAX_WORKERS = {"minilm.train": 0, "minilm.infer": 0, "base.train": 3, "base.infer": 0}
 # Untimed steps after the first call (which traces and runs 1 step); BERT-base steps are slow.
 DEFAULT_WARMUP = {"minilm": 1, "base": 0}
 # Peers and their options: hf_compile = torch.compile(model); official_xla = the step under
@@ -403,8 +407,9 @@ class Worker:
         return result
 
 
-def parse_steps(text):
-    steps = dict(DEFAULT_STEPS)
+def parse_steps(text, defaults=None, flag="--steps"):
+    """SHAPE.MODE=N entries (or one integer for all) over `defaults` (DEFAULT_STEPS)."""
+    steps = dict(DEFAULT_STEPS if defaults is None else defaults)
     if not text:
         return steps
     if text.isdigit():
@@ -412,10 +417,64 @@ def parse_steps(text):
     for item in text.split(","):
         key, _, value = item.partition("=")
         if key.strip() not in steps or not value.strip().isdigit():
-            raise SystemExit(f"--steps: bad entry {item!r}; expected e.g. minilm.train=4 "
+            raise SystemExit(f"{flag}: bad entry {item!r}; expected e.g. minilm.train=4 "
                              f"(keys: {', '.join(steps)}) or one integer")
         steps[key.strip()] = int(value)
     return steps
+
+
+def worker_groups(frameworks, max_workers):
+    """The frameworks split into groups of at most max_workers resident workers, every group
+    holding all of ours' columns and its share of the peers, in order (one group when
+    max_workers is 0 or large enough). Ours is measured again in every group, so each peer is
+    compared with ours measured beside it, in the same minutes."""
+    ours = [fw for fw in frameworks if fw not in PEERS]
+    peers = [fw for fw in frameworks if fw in PEERS]
+    room = max_workers - len(ours)
+    if not max_workers or max_workers >= len(frameworks) or not peers:
+        return [frameworks]
+    if room < 1:
+        raise SystemExit(f"--max_workers {max_workers}: no room for a peer beside "
+                         f"{len(ours)} ours column(s)")
+    return [ours + peers[i:i + room] for i in range(0, len(peers), room)]
+
+
+def measure_group(frameworks, shape, mode, n, warmup, args, workdir):
+    """Starts the group's workers one after another (build, first call, warm-up), then runs
+    `args.repeats` rounds of n steps each, rotating the order; returns {framework: rates},
+    {framework: CPU rates}, {framework: peak RSS MB}, {framework: first call s}."""
+    workers, ready = {}, {}
+    try:
+        for fw in frameworks:  # one at a time, so builds and traces don't overlap
+            workers[fw] = Worker(fw, shape, mode, warmup, args, workdir)
+            ready[fw] = workers[fw].read()
+            r = ready[fw]
+            print(f"[{shape} {mode}] {fw:14s} build {r['build_s']:.1f}s, first call "
+                  f"(trace/compile + 1 step) {r['first_call_s']:.1f}s, warm-up "
+                  f"{warmup} step(s) {r['warmup_s']:.1f}s, threads {r['threads']}",
+                  flush=True)
+        rates = {fw: [] for fw in frameworks}
+        cpu_rates = {fw: [] for fw in frameworks}
+        for rep in range(args.repeats):
+            order = frameworks[rep % len(frameworks):] + frameworks[:rep % len(frameworks)]
+            for fw in order:
+                workers[fw].send(f"run {n}")
+                res = workers[fw].read()
+                rates[fw].append(res["examples"] / res["seconds"])
+                cpu_rates[fw].append(res["examples"] / res["cpu_seconds"])
+            line = ", ".join(f"{fw} {rates[fw][-1]:.2f}" for fw in frameworks)
+            ratios = ", ".join(
+                f"{fw}/{peer} {rates[fw][-1] / rates[peer][-1]:.2f}"
+                for fw in frameworks if fw.startswith("ours")
+                for peer in frameworks if peer in PEERS)
+            print(f"[{shape} {mode}] repeat {rep + 1} (order {' '.join(order)}): ex/s "
+                  f"{line}; {ratios}", flush=True)
+        rss = {fw: workers[fw].close()["peak_rss_mb"] for fw in frameworks}
+    finally:
+        for w in workers.values():
+            if w.proc.poll() is None:
+                w.proc.kill()
+    return rates, cpu_rates, rss, {fw: ready[fw]["first_call_s"] for fw in frameworks}
 
 
 def run_benchmark(args):
@@ -425,6 +484,7 @@ def run_benchmark(args):
     shapes = args.shapes.split(",")
     modes = args.modes.split(",")
     steps = parse_steps(args.steps)
+    max_workers = parse_steps(args.max_workers, DEFAULT_MAX_WORKERS, "--max_workers")
     warmups = {shape: (int(args.warmup) if args.warmup else DEFAULT_WARMUP[shape])
                for shape in SHAPES}
     for name in shapes:
@@ -444,43 +504,34 @@ def run_benchmark(args):
         for mode in modes:
             n = steps[f"{shape}.{mode}"]
             frameworks = base_frameworks + (variants if mode in variant_modes else [])
-            workers, ready = {}, {}
-            try:
-                for fw in frameworks:  # one at a time, so builds and traces don't overlap
-                    workers[fw] = Worker(fw, shape, mode, warmups[shape], args, workdir)
-                    ready[fw] = workers[fw].read()
-                    r = ready[fw]
-                    print(f"[{shape} {mode}] {fw:14s} build {r['build_s']:.1f}s, first call "
-                          f"(trace/compile + 1 step) {r['first_call_s']:.1f}s, warm-up "
-                          f"{warmups[shape]} step(s) {r['warmup_s']:.1f}s, threads {r['threads']}",
-                          flush=True)
-                rates = {fw: [] for fw in frameworks}
-                cpu_rates = {fw: [] for fw in frameworks}
-                for rep in range(args.repeats):
-                    order = frameworks[rep % len(frameworks):] + frameworks[:rep % len(frameworks)]
-                    for fw in order:
-                        workers[fw].send(f"run {n}")
-                        res = workers[fw].read()
-                        rates[fw].append(res["examples"] / res["seconds"])
-                        cpu_rates[fw].append(res["examples"] / res["cpu_seconds"])
-                    line = ", ".join(f"{fw} {rates[fw][-1]:.2f}" for fw in frameworks)
-                    ratios = ", ".join(
-                        f"{fw}/{peer} {rates[fw][-1] / rates[peer][-1]:.2f}"
-                        for fw in frameworks if fw.startswith("ours")
-                        for peer in frameworks if peer in PEERS)
-                    print(f"[{shape} {mode}] repeat {rep + 1} (order {' '.join(order)}): ex/s "
-                          f"{line}; {ratios}", flush=True)
-                rss = {fw: workers[fw].close()["peak_rss_mb"] for fw in frameworks}
-            finally:
-                for w in workers.values():
-                    if w.proc.poll() is None:
-                        w.proc.kill()
+            groups = worker_groups(frameworks, max_workers[f"{shape}.{mode}"])
+            if len(groups) > 1:
+                print(f"[{shape} {mode}] {len(groups)} groups of at most "
+                      f"{max_workers[f'{shape}.{mode}']} resident workers: "
+                      + "; ".join(" ".join(g) for g in groups), flush=True)
+            rates = {fw: [] for fw in frameworks}
+            cpu_rates = {fw: [] for fw in frameworks}
+            rss, first_call, paired = {}, {}, {}
+            for group in groups:
+                g_rates, g_cpu, g_rss, g_first = measure_group(
+                    group, shape, mode, n, warmups[shape], args, workdir)
+                for fw in group:
+                    rates[fw] += g_rates[fw]
+                    cpu_rates[fw] += g_cpu[fw]
+                    rss[fw] = max(rss.get(fw, 0.0), g_rss[fw])
+                    first_call.setdefault(fw, []).append(g_first[fw])
+                for peer in (fw for fw in group if fw in PEERS):
+                    # each peer against the ours columns measured in its group
+                    paired[peer] = {fw: statistics.median(g_rates[fw])
+                                    for fw in group if fw not in PEERS}
+                    paired[peer][peer] = statistics.median(g_rates[peer])
             rows.append({"shape": shape, "mode": mode, "steps": n, "frameworks": frameworks,
+                         "groups": groups, "paired": paired,
                          "median": {fw: statistics.median(rates[fw]) for fw in frameworks},
                          "rates": rates, "rss": rss,
                          "cpu_median": {fw: statistics.median(cpu_rates[fw]) for fw in frameworks},
                          "cpu_rates": cpu_rates,
-                         "first_call_s": {fw: ready[fw]["first_call_s"] for fw in frameworks}})
+                         "first_call_s": {fw: max(first_call[fw]) for fw in frameworks}})
     elapsed = time.perf_counter() - started
     print_table(rows, base_frameworks + variants)
     print(f"total wall time {elapsed / 60:.1f} min")
@@ -504,8 +555,11 @@ def print_table(rows, frameworks):
         has = row["median"]
         cells += [f"{has[fw]:.2f}" if fw in has else "-" for fw in frameworks]
         if peers:
-            best = max(has[p] for p in peers)
-            cells += [f"{has[fw] / best:.2f}x" if fw in has else "-" for fw in ours]
+            # Each peer against ours measured beside it (its group), the worst of those ratios;
+            # with one group that is ours / the fastest peer.
+            paired = row.get("paired") or {p: has for p in peers}
+            cells += [f"{min(paired[p][fw] / paired[p][p] for p in peers if p in paired):.2f}x"
+                      if fw in has else "-" for fw in ours]
         cells += [f"{row['rss'][fw]:.0f}" if fw in has else "-" for fw in frameworks]
         cells += [f"{row['first_call_s'][fw]:.1f}" if fw in has else "-" for fw in frameworks]
         print("| " + " | ".join(cells) + " |")
@@ -539,6 +593,12 @@ def main():
                             v for v in VARIANTS if v != "ours") + "); '' for none")
     parser.add_argument("--variant_modes", default="infer",
                         help="modes in which --variants run (comma list of train, infer)")
+    parser.add_argument("--max_workers", default="",
+                        help="workers resident at once: one integer or SHAPE.MODE=K entries "
+                             "(0: all), defaults " + ",".join(
+                                 f"{k}={v}" for k, v in DEFAULT_MAX_WORKERS.items())
+                             + "; with fewer than the columns, the peers run in groups, each "
+                               "beside ours")
     parser.add_argument("--ours_python", default="",
                         help="interpreter for ours (default: this one)")
     parser.add_argument("--json", default="", help="also write the results to this file")
