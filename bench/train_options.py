@@ -1,5 +1,7 @@
 """Speed of the training options on the embedded sim job: fixed vs length-aware batches
-(--length_multiple, --bucket_by_length) and float32 vs bfloat16 (--precision).
+(--length_multiple, --bucket_by_length), float32 vs bfloat16 (--precision), gradient
+accumulation (--gradient_accumulation_steps), class weights (--class_weights), and what one
+evaluation of the dev set costs (what --eval_every_steps pays at each evaluation).
 
 Each configuration runs in its own fresh process (so compilations and allocator pools start
 cold, as in a real run) on the real data of the default job: `data/sim_bbc` featurized with the
@@ -12,14 +14,19 @@ the project's own path (`training.input_fn` -> `training.make_train_loop`, predi
              epochs), host calls of 25 steps: what a run pays, first-call compilation included
              (every new batch length compiles the fused kernels once more);
   ex/s       examples/s over --steady_steps more steps, after those (steady state);
-  predict_s  predict over the dev set (300 pairs, batch 8, XLA, as run_classifier's
-             defaults): first pass (compiles each length once) / second pass.
+  eval_s     training.evaluate over the dev set (300 pairs, batch 8, run_classifier's
+             defaults: op by op, micro-batches of 16): first pass / second pass; an
+             evaluation during training (--eval_every_steps) costs about the second pass;
+  predict_s  predict over the dev set, the same way: first pass / second pass;
+  RSS        the process's peak RSS (MB), after all of the above.
 Each also as CPU seconds of the process (user + system), which a shared machine disturbs less
 than wall time: on 2 cores TensorFlow keeps both busy, so CPU time ~ 2x wall when alone.
 
     .venv/bin/python bench/train_options.py                          # all configurations
     .venv/bin/python bench/train_options.py --configs fixed,len16 --precisions float32 \\
         --max_seq_length 128
+    .venv/bin/python bench/train_options.py --configs len16,len16_accum2,len16_accum4,len16_weighted \\
+        --precisions float32
 """
 import argparse
 import json
@@ -34,9 +41,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTO = "@@RESULT "
 MODEL_DIR = os.path.join(REPO_ROOT, "pretrained", "minilm_L-6_H-384_A-12")
 DATA_DIR = os.path.join(REPO_ROOT, "data", "sim_bbc")
-# name: (length_multiple, bucket_by_length)
-CONFIGS = {"fixed": (0, False), "len8": (8, False), "len16": (16, False),
-           "bucket8": (8, True), "bucket16": (16, True)}
+# name: (length_multiple, bucket_by_length, gradient_accumulation_steps, class_weights)
+CONFIGS = {"fixed": (0, False, 1, None), "len8": (8, False, 1, None),
+           "len16": (16, False, 1, None), "bucket8": (8, True, 1, None),
+           "bucket16": (16, True, 1, None)}
+# Not in the default list: the same batch of 32 as 2 or 4 micro-batches (each cut to its own
+# longest example), and the loss weighted per class (label 1 three times label 0).
+OPTION_CONFIGS = {"len16_accum2": (16, False, 2, None), "len16_accum4": (16, False, 4, None),
+                  "len16_weighted": (16, False, 1, (1.0, 3.0))}
 BATCH = 32
 PREDICT_BATCH = 8
 STEPS_PER_CALL = 25
@@ -78,7 +90,8 @@ def worker(args) -> None:
     import precision
     import training
 
-    length_multiple, bucket = CONFIGS[args.config]
+    length_multiple, bucket, accumulation, class_weights = {**CONFIGS, **OPTION_CONFIGS}[
+        args.config]
     precision.set_policy(args.precision)
     config = modeling.BertConfig.from_json_file(os.path.join(MODEL_DIR, "bert_config.json"))
     strategy = training.create_strategy("one_device")
@@ -93,6 +106,8 @@ def worker(args) -> None:
         seed=12345, length_multiple=length_multiple, bucket_by_length=bucket))
     iterator = iter(dataset)
     loop = training.make_train_loop(model, optimizer, strategy, 2, BATCH,
+                                    gradient_accumulation_steps=accumulation,
+                                    class_weights=class_weights,
                                     length_multiple=length_multiple)
 
     def run(steps):
@@ -107,21 +122,30 @@ def worker(args) -> None:
 
     job_s, job_cpu = timed(lambda: run(args.steps))
     steady_s, steady_cpu = timed(lambda: run(args.steady_steps))
+    # Eval and predict as run_classifier's defaults: op by op (--xla_inference=false),
+    # micro-batches of 16, batches cut by the configuration's --length_multiple.
+    evals = [timed(lambda: training.evaluate(
+        model, 2, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
+        drop_remainder=False, global_step=0, progress_bar=False, micro_batch_size=16,
+        length_multiple=length_multiple)) for _ in range(2)]
     predict = [timed(lambda: training.predict(
         model, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
-        drop_remainder=False, num_examples=args.dev_count, jit_compile=True,
+        drop_remainder=False, num_examples=args.dev_count, progress_bar=False,
         micro_batch_size=16, length_multiple=length_multiple)) for _ in range(2)]
     print(PROTO + json.dumps({
         "config": args.config, "precision": args.precision, "job_s": job_s, "job_cpu": job_cpu,
         "ex_per_s": args.steady_steps * BATCH / steady_s,
         "ex_per_cpu_s": args.steady_steps * BATCH / steady_cpu,
-        "predict_s": [p[0] for p in predict], "predict_cpu": [p[1] for p in predict]}),
+        "eval_s": [e[0] for e in evals], "eval_cpu": [e[1] for e in evals],
+        "predict_s": [p[0] for p in predict], "predict_cpu": [p[1] for p in predict],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}),
         flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma list of " + ", ".join({**CONFIGS, **OPTION_CONFIGS}))
     parser.add_argument("--precisions", default="float32,bfloat16")
     parser.add_argument("--max_seq_length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=75)
@@ -133,6 +157,10 @@ def main() -> None:
     parser.add_argument("--dev_file", help=argparse.SUPPRESS)
     parser.add_argument("--dev_count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = set(args.configs.split(",")) - set(CONFIGS) - set(OPTION_CONFIGS)
+    if unknown:
+        raise SystemExit(f"--configs: unknown {', '.join(sorted(unknown))}; expected "
+                         + ", ".join({**CONFIGS, **OPTION_CONFIGS}))
     if args.worker:
         worker(args)
         return
@@ -141,9 +169,9 @@ def main() -> None:
         print(f"max_seq_length {args.max_seq_length}, load average before: "
               f"{os.getloadavg()[0]:.2f}", flush=True)
         print("| config | precision | job s (CPU s), first %d steps | ex/s (ex/CPU s), %d more "
-              "steps | predict s (CPU s), first / second pass | load after |"
-              % (args.steps, args.steady_steps))
-        print("|---|---|---|---|---|---|")
+              "steps | eval s (CPU s), first / second pass | predict s (CPU s), first / second "
+              "pass | peak RSS MB | load after |" % (args.steps, args.steady_steps))
+        print("|---|---|---|---|---|---|---|---|")
         for precision_name in args.precisions.split(","):
             for config in args.configs.split(","):
                 cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config,
@@ -161,9 +189,11 @@ def main() -> None:
                 r = json.loads(lines[-1][len(PROTO):])
                 print(f"| {config} | {precision_name} | {r['job_s']:.1f} ({r['job_cpu']:.1f}) | "
                       f"{r['ex_per_s']:.1f} ({r['ex_per_cpu_s']:.1f}) | "
+                      f"{r['eval_s'][0]:.1f} ({r['eval_cpu'][0]:.1f}) / "
+                      f"{r['eval_s'][1]:.1f} ({r['eval_cpu'][1]:.1f}) | "
                       f"{r['predict_s'][0]:.1f} ({r['predict_cpu'][0]:.1f}) / "
                       f"{r['predict_s'][1]:.1f} ({r['predict_cpu'][1]:.1f}) | "
-                      f"{os.getloadavg()[0]:.2f} |", flush=True)
+                      f"{r['peak_rss_mb']:.0f} | {os.getloadavg()[0]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
