@@ -101,13 +101,16 @@ def worker(args) -> None:
     with strategy.scope():
         optimizer = optimization.create_optimizer(5e-5, 1000, 7, name_to_variable=names)
         optimizer.create_slots(list(names.values()))
+        # mixed_float16 (a GPU): dynamic loss scaling, as training.train sets it up.
+        loss_scaling = (precision.LossScaling(optimizer)
+                        if precision.compute_dtype(model) == tf.float16 else None)
     dataset = strategy.distribute_datasets_from_function(training.input_fn(
         args.train_file, args.max_seq_length, BATCH, is_training=True, drop_remainder=True,
         seed=12345, length_multiple=length_multiple, bucket_by_length=bucket))
     iterator = iter(dataset)
     loop = training.make_train_loop(model, optimizer, strategy, 2, BATCH,
                                     gradient_accumulation_steps=accumulation,
-                                    class_weights=class_weights,
+                                    class_weights=class_weights, loss_scaling=loss_scaling,
                                     length_multiple=length_multiple)
 
     def run(steps):
