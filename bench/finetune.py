@@ -321,8 +321,8 @@ def worker_main(args) -> None:
     steady_s = time.perf_counter() - t0
     steady_cpu = _cpu_s() - job_cpu
     if hasattr(run, "padded_lengths"):  # ours: run returned step indices
-        job_lengths = run.padded_lengths(job_lengths)
-        steady_lengths = run.padded_lengths(steady_lengths)
+        lengths = run.padded_lengths(job_lengths + steady_lengths)
+        job_lengths, steady_lengths = lengths[:len(job_lengths)], lengths[len(job_lengths):]
     config = minilm_config()
 
     def flops(lengths):

@@ -49,12 +49,15 @@ CONFIGS = {"fixed": (0, False, 1, None), "len8": (8, False, 1, None),
 # longest example), and the loss weighted per class (label 1 three times label 0).
 OPTION_CONFIGS = {"len16_accum2": (16, False, 2, None), "len16_accum4": (16, False, 4, None),
                   "len16_weighted": (16, False, 1, (1.0, 3.0))}
+ALL_CONFIGS = {**CONFIGS, **OPTION_CONFIGS}
 BATCH = 32
 PREDICT_BATCH = 8
 STEPS_PER_CALL = 25
 
 
-def _featurize(workdir: str, max_seq_length: int):
+def featurize(workdir: str, max_seq_length: int) -> dict:
+    """The sim data's train and dev sets as .tf_records at max_seq_length: {"train": path,
+    "dev": path, "train_count": n, "dev_count": n} (bench/train_startup.py uses it too)."""
     sys.path.insert(0, REPO_ROOT)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import features
@@ -90,8 +93,7 @@ def worker(args) -> None:
     import precision
     import training
 
-    length_multiple, bucket, accumulation, class_weights = {**CONFIGS, **OPTION_CONFIGS}[
-        args.config]
+    length_multiple, bucket, accumulation, class_weights = ALL_CONFIGS[args.config]
     precision.set_policy(args.precision)
     config = modeling.BertConfig.from_json_file(os.path.join(MODEL_DIR, "bert_config.json"))
     strategy = training.create_strategy("one_device")
@@ -148,7 +150,7 @@ def worker(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help="comma list of " + ", ".join({**CONFIGS, **OPTION_CONFIGS}))
+                        help="comma list of " + ", ".join(ALL_CONFIGS))
     parser.add_argument("--precisions", default="float32,bfloat16")
     parser.add_argument("--max_seq_length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=75)
@@ -160,15 +162,15 @@ def main() -> None:
     parser.add_argument("--dev_file", help=argparse.SUPPRESS)
     parser.add_argument("--dev_count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    unknown = set(args.configs.split(",")) - set(CONFIGS) - set(OPTION_CONFIGS)
+    unknown = set(args.configs.split(",")) - set(ALL_CONFIGS)
     if unknown:
         raise SystemExit(f"--configs: unknown {', '.join(sorted(unknown))}; expected "
-                         + ", ".join({**CONFIGS, **OPTION_CONFIGS}))
+                         + ", ".join(ALL_CONFIGS))
     if args.worker:
         worker(args)
         return
     with tempfile.TemporaryDirectory() as workdir:
-        paths = _featurize(workdir, args.max_seq_length)
+        paths = featurize(workdir, args.max_seq_length)
         print(f"max_seq_length {args.max_seq_length}, load average before: "
               f"{os.getloadavg()[0]:.2f}", flush=True)
         print("| config | precision | job s (CPU s), first %d steps | ex/s (ex/CPU s), %d more "

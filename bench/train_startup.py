@@ -31,18 +31,6 @@ MODEL_DIR = os.path.join(REPO_ROOT, "pretrained", "minilm_L-6_H-384_A-12")
 BATCH = 32
 
 
-def _record(workdir: str, max_seq_length: int) -> str:
-    import features
-    import tokenization
-    from processors import get_processor
-    examples = get_processor("sim").get_train_examples(os.path.join(REPO_ROOT, "data", "sim_bbc"))
-    tokenizer = tokenization.FullTokenizer(os.path.join(MODEL_DIR, "vocab.txt"), True)
-    path = os.path.join(workdir, "train.tf_record")
-    features.file_based_convert_examples_to_features(examples, ["0", "1"], max_seq_length,
-                                                     tokenizer, path, num_workers=1)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", default="step", choices=("step", "optimizer", "setup"))
@@ -59,7 +47,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as run_classifier.py
-    sys.path.insert(0, REPO_ROOT)
+    sys.path.insert(0, REPO_ROOT)  # (bench/, this script's folder, is on the path already)
     import numpy as np
     import tensorflow as tf
     tf_imported = time.time()
@@ -68,14 +56,17 @@ def main() -> None:
     import optimization
     import precision
     import training
+    import train_options
     times = {"import tensorflow": tf_imported - START,
              "import project": time.time() - tf_imported}
 
     precision.set_policy(args.precision)
     if args.grappler:
         tf.config.optimizer.set_experimental_options(json.loads(args.grappler))
-    workdir = tempfile.mkdtemp(prefix="train_startup_")
-    record = _record(workdir, args.max_seq_length)  # not timed: the job's featurization
+    scratch = tempfile.TemporaryDirectory(prefix="train_startup_")  # removed at exit
+    workdir = scratch.name
+    # not timed: the job's featurization (train_options' copy of the sim data)
+    record = train_options.featurize(workdir, args.max_seq_length)["train"]
 
     t = time.time()
     config = modeling.BertConfig.from_json_file(os.path.join(MODEL_DIR, "bert_config.json"))

@@ -557,8 +557,8 @@ def print_table(rows, frameworks):
         if peers:
             # Each peer against ours measured beside it (its group), the worst of those ratios;
             # with one group that is ours / the fastest peer.
-            paired = row.get("paired") or {p: has for p in peers}
-            cells += [f"{min(paired[p][fw] / paired[p][p] for p in peers if p in paired):.2f}x"
+            paired = row["paired"]
+            cells += [f"{min(paired[p][fw] / paired[p][p] for p in peers):.2f}x"
                       if fw in has else "-" for fw in ours]
         cells += [f"{row['rss'][fw]:.0f}" if fw in has else "-" for fw in frameworks]
         cells += [f"{row['first_call_s'][fw]:.1f}" if fw in has else "-" for fw in frameworks]
