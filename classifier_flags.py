@@ -15,11 +15,16 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 
+# Where _define puts flags: absl's process-wide FLAGS for the scripts, a private FlagValues for
+# each fine_tune() call (run_classifier_flag_values), so calls never share settings.
+_target: flags.FlagValues = FLAGS
+
 
 def _define(kind: str, name: str, default, help_text: str, **kwargs) -> None:
     """flags.DEFINE_<kind>(name, default, help), unless a flag of that name exists already."""
-    if name in FLAGS:
+    if name in _target:
         return
+    kwargs["flag_values"] = _target
     if kind == "enum":
         flags.DEFINE_enum(name, default, kwargs.pop("enum_values"), help_text, **kwargs)
     else:
@@ -233,6 +238,19 @@ def _define_training_speed_flags() -> None:
             "Weight each training example's loss by its label: 'auto' (inverse label frequency "
             "in the training set, averaging 1 over its examples) or one weight per label in "
             "get_labels() order, e.g. '1,3'. Eval metrics stay unweighted.")
+
+
+def run_classifier_flag_values() -> flags.FlagValues:
+    """A new FlagValues holding run_classifier.py's flags with their defaults, not yet parsed:
+    the settings of one fine_tune() call, independent of absl's FLAGS and of other calls."""
+    global _target
+    flag_values = flags.FlagValues()
+    previous, _target = _target, flag_values
+    try:
+        define_run_classifier_flags()
+    finally:
+        _target = previous
+    return flag_values
 
 
 def mark_required() -> None:

@@ -239,10 +239,11 @@ def check_examples(examples: Sequence, split: str, flag: str, task_name: str,
 # ---------------------------------------------------------------------------------------------
 # run_classifier.py
 # ---------------------------------------------------------------------------------------------
-def check_run_classifier_flags(flags) -> modeling.BertConfig:
+def check_run_classifier_flags(flags, processor=None) -> modeling.BertConfig:
     """Every check of run_classifier.py's flags that needs no data read (see the module
-    docstring for the order). `flags` is absl's FLAGS. Returns the BertConfig read from
-    --bert_config_file."""
+    docstring for the order). `flags` is absl's FLAGS (or fine_tune's own FlagValues);
+    `processor` is the task's DataProcessor when the caller has one (fine_tune's data in
+    memory), else --task_name's. Returns the BertConfig read from --bert_config_file."""
     # The original's checks, in its order.
     check_case(flags.do_lower_case, flags.init_checkpoint)
     if not flags.do_train and not flags.do_eval and not flags.do_predict:
@@ -251,7 +252,8 @@ def check_run_classifier_flags(flags) -> modeling.BertConfig:
     bert_config = load_bert_config(flags.bert_config_file)
     check_seq_length_fits_model(flags.max_seq_length, bert_config)
     check_output_dir("output_dir", flags.output_dir)
-    processor = processors.get_processor(flags.task_name.lower())  # "Task not found: ..."
+    if processor is None:
+        processor = processors.get_processor(flags.task_name.lower())  # "Task not found: ..."
 
     # This port's, for what the run uses.
     check_max_seq_length(flags.max_seq_length, bert_config)

@@ -1,7 +1,7 @@
 """A dependency-free progress line for long loops (featurization, training, evaluation).
 
-Drawn on stderr only when stderr is a terminal (or when forced), so logs and CI output stay
-clean: `ProgressBar(total, "train", enabled=None)` decides by `sys.stderr.isatty()`.
+Drawn on stderr only when stderr is a terminal or a Jupyter cell (or when forced), so logs and
+CI output stay clean: `ProgressBar(total, "train", enabled=None)` decides by draws_in_place.
 """
 
 import sys
@@ -14,6 +14,14 @@ def _format_seconds(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def draws_in_place(stream: TextIO) -> bool:
+    """A terminal, or a Jupyter cell (ipykernel's output stream, where "\r" redraws the line):
+    where a progress line updates in place instead of piling up."""
+    if bool(getattr(stream, "isatty", lambda: False)()):
+        return True
+    return type(stream).__module__.startswith("ipykernel.")
 
 
 class ProgressBar:
@@ -33,7 +41,7 @@ class ProgressBar:
                  unit: str = "it", stream: Optional[TextIO] = None, initial: int = 0):
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
-            enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+            enabled = draws_in_place(self.stream)
         self.enabled = enabled
         self.total = max(int(total), 0)
         self.desc = desc
