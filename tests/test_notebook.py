@@ -5,6 +5,7 @@ import re
 
 import nbformat
 import numpy as np
+import pytest
 from nbclient import NotebookClient
 
 from e2e_util import REPO_ROOT
@@ -29,6 +30,7 @@ def test_install_cell_pins_the_requirements_version():
     assert "(TF_VERSION, TF_VERSION)" in install[0]
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_on_cpu(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     index = next(i for i, c in enumerate(notebook.cells)
@@ -50,6 +52,12 @@ def test_notebook_runs_top_to_bottom_on_cpu(tmp_path):
     assert 0.0 <= float(results["eval_accuracy"]) <= 1.0
     assert (output_dir / "model_info.json").exists()
     assert "guid\tlabel\t0\t1" in text  # predict.py's header
+    # fine_tune in a cell: progress bars redrawn in place ("\r"), the INFO log in a file only.
+    tune = next(c for c in notebook.cells if "fine_tune(" in c.source and c.cell_type == "code")
+    tune_text = "".join(output.get("text", "") for output in tune.outputs)
+    assert "\rtrain" in tune_text and "100%|" in tune_text
+    assert "*** Example ***" not in text and "INFO" not in tune_text
+    assert "*** Example ***" in (output_dir / "fine_tune.log").read_text()
     vectors = np.load(output_dir / "vectors.npy")
     assert vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

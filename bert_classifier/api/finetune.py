@@ -133,6 +133,15 @@ def _choose_processor(flag_values: flags.FlagValues, data: Dict[str, object],
     if in_memory and processor is not None:
         raise ValueError("fine_tune(): give the data either as train=/dev=/test= or through "
                          "processor=, not both")
+    needed = ["output_dir", "vocab_file", "bert_config_file"]
+    if not in_memory and processor is None:
+        needed += ["task_name", "data_dir"]
+    missing = [name for name in needed if not flag_values[name].value]
+    if missing:
+        raise ValueError(f"fine_tune(): {', '.join(n + '=' for n in missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} required"
+                         + (" (or a model folder as the first argument)"
+                            if set(missing) & {"vocab_file", "bert_config_file"} else ""))
     if in_memory:
         processor = InMemoryProcessor(**data, labels=labels)
         if not processor.has_labels():
@@ -154,15 +163,6 @@ def _choose_processor(flag_values: flags.FlagValues, data: Dict[str, object],
         for split, name in _SPLIT_FLAGS:
             wanted = data[split] is not None if in_memory else name != "do_predict"
             _set(flag_values, name, wanted)
-    needed = ["output_dir", "vocab_file", "bert_config_file"]
-    if not in_memory and processor is None:
-        needed += ["task_name", "data_dir"]
-    missing = [name for name in needed if not flag_values[name].value]
-    if missing:
-        raise ValueError(f"fine_tune(): {', '.join(n + '=' for n in missing)} "
-                         f"{'is' if len(missing) == 1 else 'are'} required"
-                         + (" (or a model folder as the first argument)"
-                            if set(missing) & {"vocab_file", "bert_config_file"} else ""))
     return processor
 
 
