@@ -207,4 +207,6 @@ def main(_):
 if __name__ == "__main__":
     for name in classifier_flags.EXTRACT_REQUIRED_FLAGS:
         classifier_flags.flags.mark_flag_as_required(name)
-    app.run(cli.main_with_clean_errors(main, "extract_features.py"))
+    app.run(cli.main_with_clean_errors(
+        main, "extract_features.py",
+        interrupted=lambda: "%s left as it was" % FLAGS.output_file))
