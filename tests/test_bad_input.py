@@ -306,3 +306,53 @@ def test_ctrl_c_in_run_classifier(tmp_path):
     # ... and the same command goes on.
     e2e_util.run_classifier(args)
     assert e2e_util.read_eval_results(output_dir)["global_step"] == "3"
+
+
+def test_extract_features_refuses_a_directory_before_the_work(trained, tmp_path):
+    lines = tmp_path / "input.txt"
+    lines.write_text("one line\n")
+    proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "extract_features.py"),
+                           "--input_file=%s" % lines, "--output_file=%s" % tmp_path,
+                           "--init_checkpoint=" + trained["output_dir"], "--layers=-1"],
+                          capture_output=True, text=True, timeout=300,
+                          env=e2e_util.subprocess_env(), cwd=REPO_ROOT)
+    line = _one_error_line(proc, "extract_features.py")
+    assert "--output_file=%s is a directory" % tmp_path in line, line
+    assert "Restoring" not in proc.stderr and "Extracting" not in proc.stderr
+    assert os.listdir(tmp_path) == ["input.txt"]
+
+
+def test_ctrl_c_on_a_terminal_during_parallel_featurization(tmp_path):
+    # Ctrl-C on a terminal signals the whole process group: the featurization workers too.
+    # The run stops itself (SIGSTOP) while its workers are alive, the group gets SIGINT, the
+    # run continues: one line, and no worker traceback.
+    import signal
+    import time
+    tiny = e2e_util.make_tiny_bert(str(tmp_path / "tiny"))
+    data_dir, output_dir = str(tmp_path / "data"), str(tmp_path / "out")
+    fixtures.write_sim(data_dir)
+    args = e2e_util.classifier_args(tiny, data_dir, output_dir, "sim", do_train="true",
+                                    num_featurize_workers=2)
+    proc = subprocess.Popen(
+        [sys.executable, e2e_util.RUN_CLASSIFIER] + args, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, start_new_session=True,
+        env=e2e_util.subprocess_env({"BERT_KILL_AT": "featurize_example:10:STOP"}))
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            with open("/proc/%d/stat" % proc.pid) as f:
+                if f.read().split(") ")[1].startswith("T"):
+                    break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGCONT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("run_classifier.py: interrupted; ")
+    assert not [f for f in os.listdir(output_dir) if ".tmp" in f or f.endswith(".tf_record")]
