@@ -69,6 +69,7 @@ def _from_table(path: str, text: str, fmt: str) -> List[InputExample]:
     header: Optional[List[str]] = None
     columns = {}
     examples = []
+    spans_lines: Optional[bool] = None  # computed at the first row that opens a quote
     try:
         for fields in reader:
             if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -81,8 +82,21 @@ def _from_table(path: str, text: str, fmt: str) -> List[InputExample]:
                 columns = {name: header.index(name) for name in (_TEXT_A, _TEXT_B, _GUID)
                            if name in header}
                 continue
-            if fmt == "tsv":
-                _check_no_open_quote(path, line, fields, text)
+            # A field opening a quote that closes on a later line is a quoted text spanning
+            # lines (as pandas writes one): refused, not read as several examples. A lone
+            # quote character in a file without such texts stays text.
+            column = _open_quote_column(fields) if fmt == "tsv" else None
+            if column is not None:
+                if spans_lines is None:
+                    spans_lines = _quoted_text_spans_lines(text)
+                if spans_lines:
+                    raise ValueError(
+                        "%s:%d: column %d is a quoted text that spans lines: a .tsv is read one "
+                        "example a line with quotes kept as text (as the original's _read_tsv), "
+                        "so its lines would become several examples; put each text on one "
+                        "line, or write the file as .csv (pandas: df.to_csv('texts.csv', "
+                        "index=False)) or JSON lines, where a quoted multi-line text stays one "
+                        "text" % (path, line, column))
             if len(fields) != len(header):
                 raise ValueError("%s:%d: expected %d %s-separated columns (as in the header "
                                  "row), found %d" % (path, line, len(header),
@@ -123,21 +137,12 @@ def _quoted_text_spans_lines(text: str) -> bool:
         return False
 
 
-def _check_no_open_quote(path: str, line: int, fields: List[str], text: str) -> None:
-    """A .tsv field that opens a double quote it does not close on its line, in a file where
-    such a quote closes on a later line, is a quoted text that spans lines: refused, instead of
-    reading its lines as several examples. (A lone quote character in a text is kept as text.)"""
+def _open_quote_column(fields: List[str]) -> Optional[int]:
+    """The 1-based column of the first field that opens a double quote it does not close."""
     for number, field in enumerate(fields, start=1):
         if field.startswith('"') and field.count('"') % 2 == 1:
-            if _quoted_text_spans_lines(text):
-                raise ValueError(
-                    "%s:%d: column %d is a quoted text that spans lines: a .tsv is read one "
-                    "example a line with quotes kept as text (as the original's _read_tsv), so "
-                    "its lines would become several examples; put each text on one line, or "
-                    "write the file as .csv (pandas: df.to_csv('texts.csv', index=False)) or "
-                    "JSON lines, where a quoted multi-line text stays one text"
-                    % (path, line, number))
-            return
+            return number
+    return None
 
 
 def _from_json_lines(path: str, text: str) -> List[InputExample]:
