@@ -13,7 +13,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import contextlib  # noqa: E402
 import re  # noqa: E402
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Union  # noqa: E402
+from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -377,11 +377,27 @@ def _checkpoint_files(prefix: str) -> List[str]:
         tf.io.gfile.glob(prefix + ".meta")
 
 
+def _state_paths(output_dir: str) -> Tuple[Optional[str], List[str]]:
+    """(latest, all) checkpoint prefixes that `output_dir/checkpoint` names, as paths usable
+    from here: tf.train.get_checkpoint_state has already joined a relative entry onto
+    output_dir (joining it again doubled a relative --output_dir). (None, []) when there is no
+    state file or it cannot be parsed."""
+    state = tf.train.get_checkpoint_state(output_dir)
+    if state is None:
+        return None, []
+    return state.model_checkpoint_path or None, [p for p in state.all_model_checkpoint_paths if p]
+
+
 def _relative(output_dir: str, path: str) -> str:
-    if os.path.isabs(path) or "://" in path:
+    """`path` as the state file records it: relative to output_dir (a basename for a checkpoint
+    in it), absolute or remote paths as they are."""
+    if "://" in path or "://" in output_dir:
         if os.path.dirname(path).rstrip("/") == output_dir.rstrip("/"):
             return os.path.basename(path)
-    return path
+        return path
+    if os.path.normpath(os.path.dirname(path) or ".") == os.path.normpath(output_dir):
+        return os.path.basename(path)
+    return path if os.path.isabs(path) else os.path.relpath(path, output_dir)
 
 
 def _write_state_file(output_dir: str, latest: str, all_paths: List[str]) -> None:
@@ -411,12 +427,8 @@ def save_checkpoint(output_dir: str, name_to_variable: Mapping[str, object], glo
         values[GLOBAL_STEP_NAME] = np.array(int(global_step), dtype=np.int64)
     write_checkpoint(prefix, values)
 
-    kept: List[str] = []
-    state = tf.train.get_checkpoint_state(output_dir)
-    if state is not None:
-        kept = [_relative(output_dir, p) for p in state.all_model_checkpoint_paths]
-        if not kept and state.model_checkpoint_path:
-            kept = [_relative(output_dir, state.model_checkpoint_path)]
+    latest, listed = _state_paths(output_dir)
+    kept = [_relative(output_dir, p) for p in (listed or ([latest] if latest else []))]
     kept = [p for p in kept if p != basename] + [basename]
     removed: List[str] = []
     if max_to_keep and len(kept) > max_to_keep:
@@ -446,12 +458,8 @@ def checkpoint_candidates(output_dir: str) -> List[str]:
     data shard), whether intact or not."""
     if not output_dir or not tf.io.gfile.isdir(output_dir):
         return []
-    prefixes: List[str] = []
-    state = tf.train.get_checkpoint_state(output_dir)  # None when absent or unparsable
-    if state is not None:
-        named = [state.model_checkpoint_path] + list(state.all_model_checkpoint_paths)
-        prefixes += [p if os.path.isabs(p) or "://" in p else os.path.join(output_dir, p)
-                     for p in named if p]
+    latest, listed = _state_paths(output_dir)
+    prefixes = ([latest] if latest else []) + listed
     pattern = os.path.join(output_dir, CHECKPOINT_BASENAME + "-*")
     for filename in tf.io.gfile.glob(pattern + ".index") + tf.io.gfile.glob(pattern + ".data-*"):
         prefix = re.sub(r"\.(index|data-\d+-of-\d+)$", "", filename)

@@ -35,6 +35,7 @@ import cli  # noqa: E402
 import fused_ops  # noqa: E402
 import graph_tokenizer  # noqa: E402
 import inference  # noqa: E402
+import kill_points  # noqa: E402
 import model_dir  # noqa: E402
 import serving  # noqa: E402
 
@@ -61,6 +62,7 @@ def _write_into_place(export_dir: str, write) -> None:
         tf.io.gfile.rmtree(tmp)
     try:
         write(tmp)
+        kill_points.reached("export_written")
         if tf.io.gfile.exists(export_dir):
             tf.io.gfile.rmtree(export_dir)  # empty (checked first)
         tf.io.gfile.rename(tmp, export_dir)
@@ -140,4 +142,6 @@ def main(_):
 if __name__ == "__main__":
     for name in ("model_dir", "export_dir"):
         classifier_flags.flags.mark_flag_as_required(name)
-    app.run(cli.main_with_clean_errors(main, "export_saved_model.py"))
+    app.run(cli.main_with_clean_errors(
+        main, "export_saved_model.py",
+        interrupted=lambda: "%s left as it was" % FLAGS.export_dir))

@@ -166,9 +166,9 @@ def main(_):
         raise ValueError("--normalize needs --pooling (it normalizes sentence vectors)")
     if not tf.io.gfile.exists(FLAGS.input_file):
         raise ValueError("--input_file=%s: no such file" % FLAGS.input_file)
+    preflight.check_output_file("output_file", FLAGS.output_file)
     output_dir = os.path.dirname(FLAGS.output_file)
     if output_dir:
-        preflight.check_output_dir("output_file", output_dir)
         tf.io.gfile.makedirs(output_dir)
     info = _model_info()
 
@@ -207,4 +207,6 @@ def main(_):
 if __name__ == "__main__":
     for name in classifier_flags.EXTRACT_REQUIRED_FLAGS:
         classifier_flags.flags.mark_flag_as_required(name)
-    app.run(cli.main_with_clean_errors(main, "extract_features.py"))
+    app.run(cli.main_with_clean_errors(
+        main, "extract_features.py",
+        interrupted=lambda: "%s left as it was" % FLAGS.output_file))

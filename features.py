@@ -17,6 +17,7 @@ import gc
 import itertools
 import multiprocessing
 import os
+import signal
 import sys
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -390,7 +391,11 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
                 # whole inherited heap, which made a 100k-example run 3x slower than one process.
                 gc.freeze()
                 try:
-                    with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+                    # Workers ignore Ctrl-C: the main process gets it and ends the pool,
+                    # instead of each worker printing a traceback.
+                    with multiprocessing.get_context("fork").Pool(
+                            num_workers, initializer=signal.signal,
+                            initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
                         gc.unfreeze()
                         for (start, _), records in zip(tasks, pool.imap(_worker_serialize, tasks)):
                             for i, record in enumerate(records):

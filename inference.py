@@ -31,6 +31,7 @@ from absl import logging  # noqa: E402
 
 import checkpoints  # noqa: E402
 import features  # noqa: E402
+import kill_points  # noqa: E402
 import model_dir as model_dir_lib  # noqa: E402
 import modeling  # noqa: E402
 import preflight  # noqa: E402
@@ -46,17 +47,44 @@ DEFAULT_BATCH_SIZE = 64
 LENGTH_MULTIPLE = 8
 
 
+class TextsError(TypeError, ValueError):
+    """The texts given to the API are not a list of strings or (text_a, text_b) pairs (a
+    TypeError, and a ValueError as every bad input of this project)."""
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
 def as_pairs(texts: Sequence[Text]) -> List[Tuple[str, Optional[str]]]:
-    """Strings and (text_a, text_b) pairs -> (text_a, text_b or None) pairs."""
+    """Strings and (text_a, text_b) pairs -> (text_a, text_b or None) pairs, every item checked
+    before any is tokenized; TextsError names the first wrong one (`texts[1]: ...`)."""
     if isinstance(texts, (str, bytes)):
-        raise TypeError("expected a list of texts, got a single string: wrap it in a list")
+        raise TextsError("texts: expected a list of texts, got a single string: wrap it in a "
+                         "list")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TextsError("texts: expected a list of strings or (text_a, text_b) pairs, got %s"
+                         % _type_name(texts)) from None
     pairs = []
-    for text in texts:
+    for index, text in enumerate(items):
         if isinstance(text, (str, bytes)):
             pairs.append((text, None))
-        else:
-            text_a, text_b = text
-            pairs.append((text_a, text_b or None))
+            continue
+        if not isinstance(text, (tuple, list)) or len(text) != 2:
+            got = ("a %s of %d" % (type(text).__name__, len(text))
+                   if isinstance(text, (tuple, list)) else _type_name(text))
+            raise TextsError("texts[%d]: expected a string or a (text_a, text_b) pair, got %s"
+                             % (index, got))
+        text_a, text_b = text
+        if not isinstance(text_a, (str, bytes)):
+            raise TextsError("texts[%d]: text_a must be a string, got %s"
+                             % (index, _type_name(text_a)))
+        if text_b is not None and not isinstance(text_b, (str, bytes)):
+            raise TextsError("texts[%d]: text_b must be a string or None, got %s"
+                             % (index, _type_name(text_b)))
+        pairs.append((text_a, text_b or None))
     return pairs
 
 
@@ -144,6 +172,7 @@ class _BertRunner:
                          self.strategy.experimental_local_results(per_replica)]
                 merged[name] = np.concatenate(parts, axis=0)[:len(rows)]
             bar.update(len(rows))
+            kill_points.reached("inference_batch")
             yield rows, merged
         bar.close()
 
@@ -243,7 +272,13 @@ class Encoder(_BertRunner):
                 raise ValueError("layer %d does not exist: the model has %d encoder layers "
                                  "(indexes 0..%d or -%d..-1)" % (index, num_layers,
                                                                  num_layers - 1, num_layers))
-        encoded = self.encode_texts(texts)
+        # Checked now, not at the first next() of the generator.
+        return self._layer_outputs(self.encode_texts(texts), layer_indexes, batch_size,
+                                   progress)
+
+    def _layer_outputs(self, encoded: features.EncodedTexts, layer_indexes: Tuple[int, ...],
+                       batch_size: Optional[int], progress: Optional[bool]
+                       ) -> Iterator["TokenLayers"]:
         inv_vocab = self.tokenizer.inv_vocab
         step = self._step(None, False, layer_indexes)
         for rows, outputs in self._run(step, encoded, batch_size, sort=False, progress=progress,

@@ -9,7 +9,9 @@ and hoping the process is at the right place.
 
 Points: "featurize_example" (after each record written to a .tf_record), "train_step" (after
 each host call of the training loop, before any checkpoint of that step), "checkpoint_saved"
-(after a checkpoint and its state file are written).
+(after a checkpoint and its state file are written), "inference_batch" (after each batch of
+the inference API: predict.py, extract_features.py), "export_written" (export_saved_model.py,
+before the written export is renamed into place).
 """
 
 import os

@@ -15,6 +15,7 @@ noise). Texts longer than max_seq_length are truncated as in training; the log s
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
 import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
+import os
 import sys
 
 import tensorflow as tf  # noqa: E402
@@ -27,7 +28,7 @@ import inference  # noqa: E402
 import training  # noqa: E402
 import preflight  # noqa: E402
 from processors import InputExample, set_input_encoding  # noqa: E402
-from processors.raw_input import read_raw_examples  # noqa: E402
+from processors import raw_input  # noqa: E402
 
 classifier_flags.define_predict_flags()
 FLAGS = classifier_flags.FLAGS
@@ -45,9 +46,22 @@ def _read_examples() -> list:
     if not FLAGS.input_file:
         raise ValueError("nothing to classify: pass --input_file=FILE (or - for stdin) or "
                          "--text_a")
-    if FLAGS.input_file != "-" and not tf.io.gfile.exists(FLAGS.input_file):
-        raise ValueError("--input_file=%s: no such file" % FLAGS.input_file)
-    return read_raw_examples(FLAGS.input_file, FLAGS.input_format)
+    if FLAGS.input_file != "-":
+        if not tf.io.gfile.exists(FLAGS.input_file):
+            raise ValueError("--input_file=%s: no such file" % FLAGS.input_file)
+        if tf.io.gfile.isdir(FLAGS.input_file):
+            raise ValueError("--input_file=%s is a directory: expected a .tsv, .csv or .jsonl "
+                             "file" % FLAGS.input_file)
+    # The format is decided (and said) before reading: a wrong guess shows in the log first.
+    fmt = raw_input.format_from_name(FLAGS.input_file, FLAGS.input_format)
+    name = "stdin" if FLAGS.input_file == "-" else FLAGS.input_file
+    logging.info("Reading %s as %s", name, raw_input.FORMAT_NAMES[fmt] if fmt else
+                 "JSON lines if it starts with {, else tab-separated values")
+    examples = raw_input.read_raw_examples(FLAGS.input_file, FLAGS.input_format)
+    if not examples:
+        logging.warning("%s holds no text to classify (it is empty or holds only a header "
+                        "row): the output is the header row alone", name)
+    return examples
 
 
 def main(_):
@@ -55,6 +69,11 @@ def main(_):
     training.configure_cpu_devices(FLAGS.num_cpu_devices)
     preflight.check_positive_int("batch_size", FLAGS.batch_size)
     preflight.check_encoding("encoding", FLAGS.encoding)
+    # Before any work: the output must be writable (its folder is made, as extract_features
+    # does), so no prediction is computed for a path that cannot take it.
+    preflight.check_output_file("output_file", FLAGS.output_file, allow_stdout=True)
+    if FLAGS.output_file != "-" and os.path.dirname(FLAGS.output_file):
+        tf.io.gfile.makedirs(os.path.dirname(FLAGS.output_file))
     set_input_encoding(FLAGS.encoding)
     examples = _read_examples()
 
@@ -89,4 +108,6 @@ def main(_):
 
 if __name__ == "__main__":
     classifier_flags.flags.mark_flag_as_required("model_dir")
-    app.run(cli.main_with_clean_errors(main, "predict.py"))
+    app.run(cli.main_with_clean_errors(
+        main, "predict.py", interrupted=lambda: None if FLAGS.output_file == "-"
+        else "%s left as it was" % FLAGS.output_file))

@@ -136,6 +136,30 @@ def load_bert_config(bert_config_file: str, flag: str = "bert_config_file"
     return bert_config
 
 
+def check_output_file(flag: str, path: str, allow_stdout: bool = False) -> None:
+    """`path` can be written as a file: not empty, not a directory, and its folder exists or
+    can be made (its nearest existing ancestor is a writable directory) -- checked before the work, so no result is computed for a
+    path that cannot take it. "-" (stdout) passes when allow_stdout."""
+    if allow_stdout and path == "-":
+        return
+    if not path:
+        raise ValueError(f"--{flag} is empty: expected a file path" +
+                         (" (or - for stdout)" if allow_stdout else ""))
+    if path.endswith("/") or tf.io.gfile.isdir(path):
+        raise ValueError(f"--{flag}={path} is a directory: expected a file path "
+                         f"(e.g. {os.path.join(path, 'predictions.tsv')})")
+    if "://" in path:
+        return
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f"--{flag}={path}: cannot make its folder, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag}={path}: cannot write there (no write permission on "
+                         f"{ancestor})")
+
+
 def check_vocab(vocab_file: str, bert_config: Optional[modeling.BertConfig] = None,
                 flag: str = "vocab_file") -> int:
     """`vocab_file` is a WordPiece vocabulary (UTF-8 text, one token a line) that has [CLS],

@@ -2,11 +2,56 @@
 
 Drawn on stderr only when stderr is a terminal or a Jupyter cell (or when forced), so logs and
 CI output stay clean: `ProgressBar(total, "train", enabled=None)` decides by draws_in_place.
+
+A log line never shares the bar's line: while a bar is drawn, a filter on the log handlers
+(absl's and the root logger's) clears the bar line before the record is written, and the bar
+is drawn again below it at its next update. clear_active_line() does the same for other
+output (the scripts' one-line errors).
 """
 
+import logging
 import sys
 import time
 from typing import Optional, TextIO
+
+# The bar whose line is on the screen now (at most one: bars run one after the other).
+_ACTIVE: Optional["ProgressBar"] = None
+
+
+def clear_active_line() -> None:
+    """Blanks the line of the bar being drawn, if any, leaving the cursor at its start."""
+    bar = _ACTIVE
+    if bar is not None and bar._drawn_width:
+        bar.stream.write("\r" + " " * bar._drawn_width + "\r")
+        bar.stream.flush()
+        bar._drawn_width = 0  # the next update draws it again
+
+
+class _ClearBarFirst(logging.Filter):
+    """Lets every record through, after clearing the bar line it would otherwise continue."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        clear_active_line()
+        return True
+
+
+_FILTER = _ClearBarFirst()
+
+
+def _install_log_filter() -> None:
+    """Puts _FILTER on absl's handler, the root logger's handlers and the console handlers on
+    absl's logger itself (fine_tune's), once each; files need no clearing."""
+    handlers = list(logging.getLogger().handlers)
+    try:
+        from absl import logging as absl_logging
+        handlers.append(absl_logging.get_absl_handler())
+        handlers += [handler for handler in absl_logging.get_absl_logger().handlers
+                     if not isinstance(handler, logging.FileHandler)]
+    except ImportError:
+        pass
+    for handler in handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -51,6 +96,7 @@ class ProgressBar:
         self.start = time.monotonic()
         self._last_draw = 0.0
         self._postfix = ""
+        self._drawn_width = 0  # characters of the bar on the screen now (0: none)
 
     def update(self, n: int = 1, **metrics: float) -> None:
         """Advances by `n` units and shows `metrics` (e.g. loss=0.41) after the rate."""
@@ -58,11 +104,18 @@ class ProgressBar:
         if metrics:
             self._postfix = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
         now = time.monotonic()
-        if self.enabled and (now - self._last_draw > 0.2 or self.done >= self.total):
+        if self.enabled and (now - self._last_draw > 0.2 or self.done >= self.total or
+                             not self._drawn_width):
             self._last_draw = now
             self._draw(now)
 
     def _draw(self, now: float) -> None:
+        global _ACTIVE
+        if _ACTIVE is not self:
+            if _ACTIVE is not None:
+                _ACTIVE.end_line()
+            _install_log_filter()
+            _ACTIVE = self
         elapsed = max(now - self.start, 1e-9)
         rate = (self.done - self.initial) / elapsed
         frac = min(self.done / self.total, 1.0) if self.total else 1.0
@@ -71,14 +124,25 @@ class ProgressBar:
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         eta_text = _format_seconds(eta) if eta == eta else "--:--"
         extra = f", {self._postfix}" if self._postfix else ""
-        line = (f"\r{self.desc} {frac * 100:3.0f}%|{'#' * filled}{' ' * (width - filled)}| "
+        line = (f"{self.desc} {frac * 100:3.0f}%|{'#' * filled}{' ' * (width - filled)}| "
                 f"{self.done}/{self.total} [{rate:.3g} {self.unit}/s{extra}, ETA {eta_text}]")
-        self.stream.write(line)
+        # Blanks what a longer earlier line left at the end.
+        self.stream.write("\r" + line.ljust(self._drawn_width))
         self.stream.flush()
+        self._drawn_width = len(line)
 
-    def close(self) -> None:
-        """Ends the line (only if anything was drawn)."""
-        if self.enabled:
-            self._draw(time.monotonic())
+    def end_line(self) -> None:
+        """Ends the bar's line where it is (the next output starts on a line of its own)."""
+        global _ACTIVE
+        if self._drawn_width:
             self.stream.write("\n")
             self.stream.flush()
+            self._drawn_width = 0
+        if _ACTIVE is self:
+            _ACTIVE = None
+
+    def close(self) -> None:
+        """Draws the final state and ends the line (only if drawing is enabled)."""
+        if self.enabled:
+            self._draw(time.monotonic())
+            self.end_line()

@@ -43,7 +43,10 @@ def main(_):
 def console_main() -> None:
     """The `bert-run-classifier` command installed by `pip install .`."""
     classifier_flags.mark_required()
-    app.run(cli.main_with_clean_errors(main, "run_classifier.py"))
+    app.run(cli.main_with_clean_errors(
+        main, "run_classifier.py",
+        interrupted=lambda: "%s keeps what was finished (files written whole, checkpoints); "
+        "the same command goes on from its latest checkpoint" % FLAGS.output_dir))
 
 
 if __name__ == "__main__":

@@ -996,9 +996,13 @@ def write_file_atomically(path: str, text: Union[str, bytes, Iterable[Union[str,
             for piece in pieces:
                 f.write(piece)
         tf.io.gfile.rename(tmp, path, overwrite=True)
-    except BaseException:
+    except BaseException as error:
         if tf.io.gfile.exists(tmp):
             tf.io.gfile.remove(tmp)
+        if isinstance(error, tf.errors.OpError):
+            # The user's path, not the temporary name, and one line.
+            reason = (error.message or "").split("\n")[0].replace(tmp, path)
+            raise OSError("cannot write %s: %s" % (path, reason)) from None
         raise
 
 

@@ -2,8 +2,13 @@
 
 Formats:
   * tsv / csv: a header row naming the columns `text_a` (required), `text_b` and `guid`
-    (optional), any order, any case; then one example a row. A .tsv keeps quote characters as
-    text (as the original's _read_tsv); a .csv uses standard double-quote quoting.
+    (optional), any order, any case; then one example a row. A .tsv is one example a line and
+    keeps quote characters as text (as the original's _read_tsv, csv.reader with
+    quotechar=None). A quoted text that spans lines, as pandas and spreadsheets write one, is
+    an error naming its line (instead of its lines becoming several examples): write such a
+    file as .csv or JSON lines, where a quoted multi-line text stays one text. A .tsv whose
+    header is comma-separated (or a .csv whose header is tab-separated) is refused with the
+    hint to read it in the other format. A .csv uses standard double-quote quoting.
   * jsonl: one JSON object a line with the keys `text_a` (required), `text_b`, `guid`.
 
 Blank lines are skipped. A missing `guid` is the example's 0-based position. Every example
@@ -35,6 +40,21 @@ def guess_format(path: str, text: str) -> str:
     return "tsv"
 
 
+FORMAT_NAMES = {"tsv": "tab-separated values (quotes are text, one example a line)",
+                "csv": "comma-separated values (double-quote quoting)",
+                "jsonl": "JSON lines"}
+
+
+def format_from_name(path: str, input_format: str = "auto") -> Optional[str]:
+    """The format a file is read in, decided before reading it: `input_format` unless "auto",
+    else by the file name (guess_format); None for stdin with "auto" (decided by its content)."""
+    if input_format not in FORMATS + ("auto",):
+        raise ValueError("input format %r: expected auto, %s" % (input_format, ", ".join(FORMATS)))
+    if input_format != "auto":
+        return input_format
+    return None if path == "-" else guess_format(path, "")
+
+
 def read_input_text(path: str) -> str:
     """The text of `path`, or of stdin for "-" (decoded as processors.base.decode_text does)."""
     if path == "-":
@@ -49,6 +69,7 @@ def _from_table(path: str, text: str, fmt: str) -> List[InputExample]:
     header: Optional[List[str]] = None
     columns = {}
     examples = []
+    spans_lines: Optional[bool] = None  # computed at the first row that opens a quote
     try:
         for fields in reader:
             if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -57,12 +78,25 @@ def _from_table(path: str, text: str, fmt: str) -> List[InputExample]:
             if header is None:
                 header = [cell.strip().lower() for cell in fields]
                 if _TEXT_A not in header:
-                    raise ValueError("%s:%d: the header row %r names no text_a column (expected "
-                                     "a header row text_a[, text_b][, guid])"
-                                     % (path, line, fields))
+                    raise ValueError(_header_problem(path, line, fields, fmt))
                 columns = {name: header.index(name) for name in (_TEXT_A, _TEXT_B, _GUID)
                            if name in header}
                 continue
+            # A field opening a quote that closes on a later line is a quoted text spanning
+            # lines (as pandas writes one): refused, not read as several examples. A lone
+            # quote character in a file without such texts stays text.
+            column = _open_quote_column(fields) if fmt == "tsv" else None
+            if column is not None:
+                if spans_lines is None:
+                    spans_lines = _quoted_text_spans_lines(text)
+                if spans_lines:
+                    raise ValueError(
+                        "%s:%d: column %d is a quoted text that spans lines: a .tsv is read one "
+                        "example a line with quotes kept as text (as the original's _read_tsv), "
+                        "so its lines would become several examples; put each text on one "
+                        "line, or write the file as .csv (pandas: df.to_csv('texts.csv', "
+                        "index=False)) or JSON lines, where a quoted multi-line text stays one "
+                        "text" % (path, line, column))
             if len(fields) != len(header):
                 raise ValueError("%s:%d: expected %d %s-separated columns (as in the header "
                                  "row), found %d" % (path, line, len(header),
@@ -77,6 +111,38 @@ def _from_table(path: str, text: str, fmt: str) -> List[InputExample]:
     except csv.Error as err:
         raise ValueError("%s:%d: %s" % (path, reader.line_num, err)) from None
     return examples
+
+
+def _header_problem(path: str, line: int, fields: List[str], fmt: str) -> str:
+    """The message for a header row without text_a; names the other separator when the
+    header is one cell holding it (a comma-separated .tsv, a tab-separated .csv)."""
+    other = {"tsv": (",", "comma", "csv", ".csv"), "csv": ("\t", "tab", "tsv", ".tsv")}[fmt]
+    if len(fields) == 1 and other[0] in fields[0] and _TEXT_A in [
+            cell.strip().lower() for cell in fields[0].split(other[0])]:
+        return ("%s:%d: the header row %r is %s-separated, but this file is read as %s: pass "
+                "--input_format=%s or name the file %s"
+                % (path, line, fields[0], other[1], FORMAT_NAMES[fmt], other[2], other[3]))
+    return ("%s:%d: the header row %r names no text_a column (expected a header row "
+            "text_a[, text_b][, guid], %s)" % (path, line, fields, FORMAT_NAMES[fmt]))
+
+
+def _quoted_text_spans_lines(text: str) -> bool:
+    """Whether `text`, read as tab-separated with double-quote quoting (as pandas and
+    spreadsheets write a .tsv), holds a quoted field with a line break in it."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"',
+                        strict=True)
+    try:
+        return any("\n" in field or "\r" in field for fields in reader for field in fields)
+    except csv.Error:
+        return False
+
+
+def _open_quote_column(fields: List[str]) -> Optional[int]:
+    """The 1-based column of the first field that opens a double quote it does not close."""
+    for number, field in enumerate(fields, start=1):
+        if field.startswith('"') and field.count('"') % 2 == 1:
+            return number
+    return None
 
 
 def _from_json_lines(path: str, text: str) -> List[InputExample]:
@@ -106,10 +172,9 @@ def read_raw_examples(path: str, input_format: str = "auto") -> List[InputExampl
     Raises ValueError naming the file and line for a missing header column, a row with the
     wrong number of columns, a line that is not a JSON object with text_a.
     """
-    if input_format not in FORMATS + ("auto",):
-        raise ValueError("input format %r: expected auto, %s" % (input_format, ", ".join(FORMATS)))
+    fmt = format_from_name(path, input_format)
     text = read_input_text(path)
-    fmt = guess_format(path, text) if input_format == "auto" else input_format
+    fmt = fmt or guess_format(path, text)
     name = "<stdin>" if path == "-" else path
     if fmt == "jsonl":
         return _from_json_lines(name, text)

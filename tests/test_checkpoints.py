@@ -442,3 +442,24 @@ def test_loading_keeps_no_second_copy(tmp_path):
     grown = _anon_rss_mib() - before
     assert size_mib > 50
     assert grown < 0.4 * size_mib, (grown, size_mib)
+
+
+def test_relative_output_dir_is_joined_once(tmp_path, monkeypatch, caplog):
+    # tf.train.get_checkpoint_state already joins the state file's relative entries onto the
+    # folder: joining them again named output/x/output/x/model.ckpt-N for a relative folder.
+    monkeypatch.chdir(tmp_path)
+    out = os.path.join("output", "x")
+    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    with caplog.at_level(logging.WARNING):
+        for step in (1, 2, 3):
+            checkpoints.save_checkpoint(out, names, step, max_to_keep=2)
+        assert checkpoints.checkpoint_candidates(out) == [
+            os.path.join(out, "model.ckpt-3"), os.path.join(out, "model.ckpt-2")]
+        assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-3")
+        assert checkpoints.latest_checkpoint("./" + out + "/") == "./" + out + "/model.ckpt-3"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    # The state file records basenames, and max_to_keep deleted the oldest checkpoint's files.
+    assert open(os.path.join(out, "checkpoint")).read().splitlines() == [
+        'model_checkpoint_path: "model.ckpt-3"', 'all_model_checkpoint_paths: "model.ckpt-2"',
+        'all_model_checkpoint_paths: "model.ckpt-3"']
+    assert not [f for f in os.listdir(out) if f.startswith("model.ckpt-1.")]

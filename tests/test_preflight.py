@@ -60,6 +60,43 @@ def test_max_seq_length(config):
         preflight.check_max_seq_length(65, config)
 
 
+def test_seq_length_boundary_is_max_position_embeddings(config):
+    # --max_seq_length=512 on BERT-base (512 positions) is the original's own setting.
+    assert config.max_position_embeddings == 64
+    preflight.check_seq_length_fits_model(64, config)
+    preflight.check_max_seq_length(64, config)
+    with pytest.raises(ValueError, match="Cannot use sequence length 65"):
+        preflight.check_seq_length_fits_model(65, config)
+
+
+def test_vocab_boundary_is_vocab_size(tiny, config, tmp_path):
+    # Exactly vocab_size tokens pass (the tiny vocab has 30522), one more is refused.
+    assert preflight.check_vocab(tiny["vocab"], config) == config.vocab_size
+    one_more = tmp_path / "one_more.txt"
+    shutil.copyfile(tiny["vocab"], one_more)
+    with open(one_more, "a") as f:
+        f.write("extra_a\n")
+    with pytest.raises(ValueError, match=r"has 30523 tokens but the config's vocab_size is 30522"):
+        preflight.check_vocab(str(one_more), config)
+
+
+def test_output_file(tmp_path):
+    preflight.check_output_file("output_file", "-", allow_stdout=True)
+    preflight.check_output_file("output_file", str(tmp_path / "new" / "deeper" / "p.tsv"))
+    preflight.check_output_file("output_file", "relative_name.tsv")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    preflight.check_output_file("output_file", str(a_file))  # replaced as a whole
+    for path, message in [
+            (str(tmp_path), r"--output_file=.* is a directory: expected a file path"),
+            (str(tmp_path / "new") + "/", r"--output_file=.*new/ is a directory"),
+            (str(a_file / "p.tsv"), r"--output_file=.*a_file/p.tsv: cannot make its folder, "
+                                    r".*a_file is a file"),
+            ("", r"--output_file is empty")]:
+        with pytest.raises(ValueError, match=message):
+            preflight.check_output_file("output_file", path)
+
+
 def test_output_dir(tmp_path):
     preflight.check_output_dir("output_dir", str(tmp_path))  # exists
     preflight.check_output_dir("output_dir", str(tmp_path / "new" / "deeper"))  # can be made

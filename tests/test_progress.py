@@ -36,3 +36,53 @@ def test_silent_when_not_a_terminal():
     bar = ProgressBar(5, "eval", stream=forced, enabled=True)
     bar.update(5)
     assert "5/5" in forced.getvalue()
+
+
+def _screen(text):
+    """What a terminal shows for `text`: \r returns to the line's start, \n starts a line."""
+    lines, line, col = [], [], 0
+    for char in text:
+        if char == "\r":
+            col = 0
+        elif char == "\n":
+            lines.append("".join(line).rstrip())
+            line, col = [], 0
+        else:
+            if col < len(line):
+                line[col] = char
+            else:
+                line.append(char)
+            col += 1
+    if line:
+        lines.append("".join(line).rstrip())
+    return lines
+
+
+def test_log_lines_never_share_the_bar_line():
+    import logging
+    from absl import logging as absl_logging
+    stream = _Terminal()
+    handler = logging.StreamHandler(stream)  # the terminal the bar draws on
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        bar = ProgressBar(4, "train.tf_record", unit="ex", stream=stream)
+        bar.update(1)
+        absl_logging.info("*** Example ***")
+        bar.update(1)
+        absl_logging.warning("something to say")
+        bar.update(2)
+        bar.close()
+    finally:
+        root.removeHandler(handler)
+        absl_logging.set_verbosity(level)
+    screen = [line for line in _screen(stream.getvalue()) if line]
+    assert [line for line in screen if "|" not in line] == [
+        "INFO *** Example ***", "WARNING something to say"]
+    assert screen[-1].startswith("train.tf_record 100%|") and screen[-1].endswith("]")
+    # The bar is drawn again below a log line (then cleared for the next one).
+    text = stream.getvalue()
+    assert text.index("train.tf_record  50%|") > text.index("*** Example ***")

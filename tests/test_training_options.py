@@ -138,6 +138,11 @@ def test_bucket_by_length_is_seeded_and_groups_similar_lengths(records):
     def padding(batches):
         return sum(int((_lengths(b).max() - _lengths(b)).sum()) for b in batches)
     assert padding(bucketed) < padding(plain) / 3
+    # ...and each window's batches come out shuffled, not shortest to longest (seeding alone
+    # does not show it: the upstream shuffle is seeded too).
+    for window in range(2):
+        longest = [int(_lengths(b).max()) for b in bucketed[16 * window:16 * (window + 1)]]
+        assert longest != sorted(longest) and longest != sorted(longest, reverse=True), longest
 
 
 def _tiny(overrides=None):
