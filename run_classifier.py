@@ -217,7 +217,8 @@ def main(_):
             length_multiple=length_multiple,
             bucket_by_length=FLAGS.bucket_by_length,
             gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-            class_weights=class_weights), strategy)
+            class_weights=class_weights,
+            adam_bias_correction=FLAGS.adam_bias_correction), strategy)
 
     if not chief:
         # Evaluation and prediction run on the chief alone, from the checkpoint it saved.
