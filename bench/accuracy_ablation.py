@@ -19,7 +19,8 @@ the model in eval mode. torch.manual_seed(S) before the head is built and for th
 
 Results go to --results (JSON lines, one per configuration and seed) and are reused: an
 interrupted ablation resumes where it stopped. Then a table: configuration, per-seed accuracy,
-mean, standard error of the mean, and the difference of the means against hf.
+mean, standard error of the mean, the difference of the means against hf, and the mean dev loss
+(--table_only: the table of what --results holds, nothing run).
 
     nice -n 10 .venv/bin/python bench/accuracy_ablation.py --seeds 1,2,3,4,5 \\
         --configs baseline,hf,bias_correction,full_shuffle,bias_correction+full_shuffle
@@ -194,11 +195,12 @@ def _mean_se(values):
 
 def print_table(rows, configs, seeds) -> None:
     acc = {(r["config"], r["seed"]): r["eval_accuracy"] for r in rows}
+    loss = {(r["config"], r["seed"]): r["eval_loss"] for r in rows}
     hf = [acc[("hf", s)] for s in seeds if ("hf", s) in acc]
     hf_mean = _mean_se(hf)[0] if hf else None
     print("\n| config | " + " | ".join(f"seed {s}" for s in seeds)
-          + " | mean | s.e. | vs hf |")
-    print("|---" * (len(seeds) + 4) + "|")
+          + " | mean | s.e. | vs hf | mean eval_loss |")
+    print("|---" * (len(seeds) + 5) + "|")
     for config in configs:
         values = [acc.get((config, s)) for s in seeds]
         done = [v for v in values if v is not None]
@@ -207,7 +209,9 @@ def print_table(rows, configs, seeds) -> None:
         mean, se = _mean_se(done)
         diff = f"{mean - hf_mean:+.4f}" if hf_mean is not None else "-"
         cells = " | ".join(f"{v:.4f}" if v is not None else "-" for v in values)
-        print(f"| {config} | {cells} | {mean:.4f} | {se:.4f} | {diff} |")
+        losses = [loss[(config, s)] for s in seeds if (config, s) in loss]
+        print(f"| {config} | {cells} | {mean:.4f} | {se:.4f} | {diff} | "
+              f"{sum(losses) / len(losses):.3f} |")
 
 
 def _cpu_model() -> str:
@@ -226,6 +230,8 @@ def main() -> None:
                         "bias_correction+full_shuffle")
     parser.add_argument("--output_root", default="/tmp/accuracy_ablation")
     parser.add_argument("--results", default="/tmp/accuracy_ablation/results.jsonl")
+    parser.add_argument("--table_only", action="store_true",
+                        help="print the table of what --results holds; run nothing")
     parser.add_argument("--hf_worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hf_worker is not None:
@@ -244,7 +250,7 @@ def main() -> None:
         with open(args.results) as f:
             rows = [json.loads(line) for line in f if line.strip()]
     done = {(r["config"], r["seed"]) for r in rows}
-    for seed in seeds:  # seed-major: an interrupted run still pairs the configurations
+    for seed in ([] if args.table_only else seeds):  # seed-major: an interrupted run still pairs the configurations
         for config in configs:
             if (config, seed) in done:
                 continue
