@@ -323,6 +323,7 @@ class TrainConfig:
     bucket_by_length: bool = False
     gradient_accumulation_steps: int = 1
     class_weights: Optional[List[float]] = None
+    adam_bias_correction: bool = False  # standard Adam's moments (optimization.py)
 
 
 def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.AdamWeightDecay,
@@ -559,7 +560,7 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
     with strategy.scope():
         optimizer = optimization.create_optimizer(
             cfg.learning_rate, cfg.num_train_steps, cfg.num_warmup_steps,
-            name_to_variable=name_to_variable)
+            name_to_variable=name_to_variable, bias_correction=cfg.adam_bias_correction)
         optimizer.create_slots(list(name_to_variable.values()))
         # float16 compute: dynamic loss scaling (precision.py); its state is not checkpointed.
         loss_scaling = (precision.LossScaling(optimizer)

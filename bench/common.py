@@ -251,3 +251,83 @@ def matmul_ceiling(python: str = sys.executable, repeats: int = 10) -> dict:
     out["ceiling"] = {dtype: max(r[dtype] for r in out.values()) for dtype in
                       ("float32", "bfloat16")}
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# What a result depends on besides the code: package versions, thread settings, peak memory
+# ---------------------------------------------------------------------------------------------
+VERSIONED_PACKAGES = ("tensorflow", "tf_keras", "tf-models-official", "torch", "transformers",
+                      "sentence-transformers", "numpy")
+# Environment variables that set or pin the frameworks' thread pools.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND",
+                    "OMP_PLACES", "TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS")
+
+
+def package_versions(names=VERSIONED_PACKAGES) -> dict:
+    """{distribution name: installed version} of those of `names` that are installed (read from
+    their metadata: nothing is imported)."""
+    import importlib.metadata
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def thread_settings() -> dict:
+    """This process's CPU affinity (cores it may run on), the thread variables that are set and,
+    for TensorFlow and PyTorch when already imported, their thread pools (TensorFlow's 0 = its
+    default: one per core)."""
+    settings = {"affinity_cpus": len(os.sched_getaffinity(0)),
+                **{k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}}
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        settings["tf_intra_op"] = tf.config.threading.get_intra_op_parallelism_threads()
+        settings["tf_inter_op"] = tf.config.threading.get_inter_op_parallelism_threads()
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        settings["torch_threads"] = torch.get_num_threads()
+        settings["torch_interop_threads"] = torch.get_num_interop_threads()
+    return settings
+
+
+def environment_line() -> str:
+    """One line for a benchmark's output: python and package versions, thread settings."""
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    threads = ", ".join(f"{k}={v}" for k, v in thread_settings().items())
+    return f"# python {sys.version.split()[0]}; {versions}; threads: {threads}"
+
+
+def _descendants(pid: int) -> list:
+    """Live descendant process ids of `pid` (Linux /proc/<pid>/task/<tid>/children)."""
+    found = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(task) as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:  # the thread or process ended meanwhile
+            continue
+        for child in children:
+            found += [child] + _descendants(child)
+    return found
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its child processes, MB: this process's peak
+    (ru_maxrss) + each live descendant's (VmHWM: torch.compile's compile workers) + the largest
+    ended child's (RUSAGE_CHILDREN). A sum of peaks: an upper bound when they did not peak at
+    the same moment."""
+    import resource
+    total_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    total_kb += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total_kb += next(int(line.split()[1]) for line in f
+                                 if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+    return total_kb / 1024.0

@@ -92,6 +92,8 @@ def main() -> None:
                         help="do not also time the project with --num_workers=1")
     args = parser.parse_args()
     logging.set_verbosity(logging.WARNING)
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
 
     examples = bbc_pairs(args.num_examples)
     labels = ["0", "1"]

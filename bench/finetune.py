@@ -20,13 +20,19 @@ Configurations (CONFIGS):
       torch.optim.AdamW (weight decay 0.01, eps 1e-6) with transformers' linear warmup/decay,
       clip_grad_norm_(1.0); hf_compile = torch.compile(model, dynamic=True) (one graph for every
       length); _bf16 = torch.autocast("cpu", torch.bfloat16);
+  hf_grouped [_bf16]: hf_eager with transformers' LengthGroupedSampler in the DataLoader, what
+      Trainer(group_by_length=True) uses: batches of examples of similar length (megabatches of
+      min(50, N / (4 x 32)) batches sorted by length, the longest batch first), each padded
+      to its longest;
   official_xla / official_xla_len16 [_bf16]: tf-models-official's BertClassifier with its
       AdamWeightDecay (clips at 1.0), the train step under tf.function(jit_compile=True), fed
       by tf.data from memory: fixed max_seq_length (its pipelines' padding) / each batch cut
       to its longest rounded up to 16 (three lines of tf.data, one XLA compilation per
-      length); _bf16 = tf_keras's mixed_bfloat16 policy.
-  Extra (not in the default list): ours_len8 / ours_bucket8 (--length_multiple=8), official
-  (no XLA), hf_compile16 (torch.compile with static shapes, batches padded to a multiple of 16
+      length); _bf16 = tf_keras's mixed_bfloat16 policy;
+  official / official_len16 [_bf16]: the same without XLA (a plain tf.function step; one trace
+      per length when cut). Official's workers get the TensorFlow environment of ours
+      (TF_CPU_ALLOCATOR_USE_BFC=true, as run_classifier.py sets it).
+  Extra (not in the default list): ours_len8 / ours_bucket8 (--length_multiple=8), hf_compile16 (torch.compile with static shapes, batches padded to a multiple of 16
   with DataCollatorWithPadding(pad_to_multiple_of=16): one compilation per length).
 
 Reported per task and configuration (medians over --repeats; each repeat runs every
@@ -35,6 +41,8 @@ configuration once, in a rotated order, each in a fresh process):
              the --steps steps, imports, model build and every compilation included;
   ex/s       steady-state training examples/s over --steady_steps more steps;
   tokens     mean padded length of the steps the framework actually computed;
+  peak RSS   the worker's, plus its child processes' (torch.compile's compile workers):
+             common.peak_rss_mb;
   CPU        the worker's CPU seconds (user + system, all threads) to the end of the job, and
              examples per CPU-second in the steady phase: steadier than wall time on a shared
              machine (on 2 idle cores a framework that keeps both busy shows CPU ~ 2x wall);
@@ -74,9 +82,10 @@ TASKS = {
 
 
 def _config(framework, precision="float32", length_multiple=0, bucket=False, compile=False,
-            pad_multiple=None, jit=True):
+            pad_multiple=None, jit=True, grouped=False):
     return {"framework": framework, "precision": precision, "length_multiple": length_multiple,
-            "bucket": bucket, "compile": compile, "pad_multiple": pad_multiple, "jit": jit}
+            "bucket": bucket, "compile": compile, "pad_multiple": pad_multiple, "jit": jit,
+            "grouped": grouped}
 
 
 CONFIGS = {}
@@ -90,15 +99,19 @@ for _suffix, _precision in (("", "float32"), ("_bf16", "bfloat16")):
         "hf_eager" + _suffix: _config("hf", _precision),
         "hf_compile" + _suffix: _config("hf", _precision, compile="dynamic"),
         "hf_compile16" + _suffix: _config("hf", _precision, compile="static", pad_multiple=16),
+        "hf_grouped" + _suffix: _config("hf", _precision, grouped=True),
         "official_xla" + _suffix: _config("official", _precision, 0),
         "official_xla_len16" + _suffix: _config("official", _precision, 16),
         "official" + _suffix: _config("official", _precision, 0, jit=False),
+        "official_len16" + _suffix: _config("official", _precision, 16, jit=False),
     })
 DEFAULT_CONFIGS = [
     "ours_fixed", "ours_len16", "ours_bucket16",
     "ours_fixed_bf16", "ours_len16_bf16", "ours_bucket16_bf16",
-    "hf_eager", "hf_compile", "hf_eager_bf16", "hf_compile_bf16",
-    "official_xla", "official_xla_len16", "official_xla_bf16", "official_xla_len16_bf16",
+    "hf_eager", "hf_compile", "hf_grouped", "hf_eager_bf16", "hf_compile_bf16",
+    "hf_grouped_bf16",
+    "official_xla", "official_xla_len16", "official", "official_len16",
+    "official_xla_bf16", "official_xla_len16_bf16", "official_bf16", "official_len16_bf16",
 ]
 
 
@@ -220,9 +233,18 @@ def setup_hf(cfg, args, total_steps):
         vocab_file=os.path.join(MINILM_DIR, "vocab.txt"), do_lower_case=True)
     collator = transformers.DataCollatorWithPadding(tokenizer,
                                                     pad_to_multiple_of=cfg["pad_multiple"])
-    loader = torch.utils.data.DataLoader(
-        examples, batch_size=BATCH, shuffle=True, drop_last=True, collate_fn=collator,
-        generator=torch.Generator().manual_seed(SEED))
+    generator = torch.Generator().manual_seed(SEED)
+    if cfg["grouped"]:
+        # Trainer(group_by_length=True)'s sampler; a fresh grouping each pass over the data.
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+        sampler = LengthGroupedSampler(BATCH, lengths=[int(n) for n in data["length"]],
+                                       generator=generator)
+        loader = torch.utils.data.DataLoader(examples, batch_size=BATCH, sampler=sampler,
+                                             drop_last=True, collate_fn=collator)
+    else:
+        loader = torch.utils.data.DataLoader(
+            examples, batch_size=BATCH, shuffle=True, drop_last=True, collate_fn=collator,
+            generator=generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01,
                                   eps=1e-6)
     scheduler = transformers.get_linear_schedule_with_warmup(
@@ -305,7 +327,8 @@ def _cpu_s() -> float:
 
 def worker_main(args) -> None:
     sys.path.insert(0, BENCH_DIR)
-    from common import TRAIN_FLOPS_FACTOR, bert_forward_flops, minilm_config
+    from common import (TRAIN_FLOPS_FACTOR, bert_forward_flops, minilm_config, peak_rss_mb,
+                        thread_settings)
     cfg = CONFIGS[args.config]
     total = args.steps + args.steady_steps
     setup = {"ours": setup_ours, "hf": setup_hf, "official": setup_official}[cfg["framework"]]
@@ -334,7 +357,7 @@ def worker_main(args) -> None:
         "job_cpu_s": job_cpu, "steady_cpu_s": steady_cpu,
         "job_flops": flops(job_lengths), "steady_flops": flops(steady_lengths),
         "job_lengths": job_lengths, "steady_lengths": steady_lengths,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}),
+        "peak_rss_mb": peak_rss_mb(), "threads": thread_settings()}),
         flush=True)
 
 
@@ -346,7 +369,7 @@ def run_worker(name, task, args, workdir):
     before the process started to its last job step), or None when it failed."""
     cfg = CONFIGS[name]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    if cfg["framework"] == "ours":
+    if cfg["framework"] in ("ours", "official"):  # the same TensorFlow environment for both
         env.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as run_classifier.py sets it
     log_path = os.path.join(workdir, f"{task['task']}_{name}_{time.time():.0f}.log")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", name,
@@ -413,8 +436,9 @@ def main() -> None:
     if args.steps < 1 or args.steady_steps < 1 or args.repeats < 1:
         raise SystemExit("finetune.py: error: --steps, --steady_steps and --repeats must be >= 1")
     sys.path.insert(0, BENCH_DIR)
-    from common import matmul_ceiling
+    from common import environment_line, matmul_ceiling
 
+    print(environment_line(), flush=True)
     started = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix="bench_finetune_")
     prepared = {name: prepare_task(name, workdir) for name in tasks}
@@ -439,8 +463,8 @@ def main() -> None:
                           f"{r['setup_s']:.1f}, first step {r['first_step_s']:.1f}), steady "
                           f"{r['ex_per_s']:.1f} ex/s, mean length "
                           f"{statistics.mean(r['steady_lengths']):.0f}, RSS "
-                          f"{r['peak_rss_mb']:.0f} MB, load before {r['load_before']:.2f}",
-                          flush=True)
+                          f"{r['peak_rss_mb']:.0f} MB, load before {r['load_before']:.2f}, "
+                          f"threads {r['threads']}", flush=True)
     ceilings.append(matmul_ceiling(sys.executable, args.ceiling_repeats))
     print(f"matmul ceiling (GFLOP/s) after: {json.dumps(ceilings[1])}", flush=True)
     ceiling = {dtype: max(c["ceiling"][dtype] for c in ceilings)

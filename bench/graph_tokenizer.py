@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
     parser.add_argument("--skip_tf_text", action="store_true")
     args = parser.parse_args()
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
 
     # This script has the project module's name: the repository must come first on the path.
     sys.path[:] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")] + [

@@ -65,6 +65,8 @@ CASES = [
 
 
 def main() -> None:
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
     for label, framework, blocked, env in CASES:
         if framework.startswith("torch") and _missing("transformers"):
             continue

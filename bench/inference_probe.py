@@ -70,6 +70,8 @@ def main() -> None:
     if args.predict_task:
         predict_main(args)
         return
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
     variants = args.variants.split(",")
     for v in variants:
         if v not in VARIANTS:

@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--allow_emulated_bfloat16", action="store_true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for seed in seeds:  # seed-major, so an interrupted run still pairs the precisions

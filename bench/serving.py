@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
 
     work = tempfile.mkdtemp(prefix="bench_serving_")
     model_dir = minilm_classifier_dir(work, sys.executable)

@@ -169,6 +169,8 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         paths = featurize(workdir, args.max_seq_length)
         print(f"max_seq_length {args.max_seq_length}, load average before: "

@@ -43,6 +43,8 @@ def main() -> None:
                         help="trace the loop before its first call, and time the two apart")
     parser.add_argument("--grappler", default="", help="Grappler options as a JSON dict")
     args = parser.parse_args()
+    from common import environment_line  # versions and thread settings, for the record
+    print(environment_line(), flush=True)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

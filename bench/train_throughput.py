@@ -33,7 +33,8 @@ Per shape and mode the workers are started one after another (build, trace/compi
 and `--warmup` steps, reported separately), then each repeat runs them in turn, rotating the
 order (A B C, B C A, C A B, ...); idle workers block on stdin and use no CPU. Reported: the
 median examples/s over repeats, the per-repeat ratios ours/peer, and each worker's peak RSS
-(ru_maxrss, which includes the framework's import and the first call).
+(ru_maxrss, which includes the framework's import and the first call, plus its child processes':
+common.peak_rss_mb), each worker's thread pools, and the package versions.
 
   .venv-bench/bin/python bench/train_throughput.py                     # default, ~50 min on 2 cores
   .venv-bench/bin/python bench/train_throughput.py --shapes minilm --repeats 5 \
@@ -108,7 +109,10 @@ def _emit(obj):
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """This worker's peak RSS plus its child processes' (torch.compile's compile workers)."""
+    sys.path.insert(0, BENCH_DIR)
+    from common import peak_rss_mb
+    return peak_rss_mb()
 
 
 def _cpu_s() -> float:
@@ -496,6 +500,9 @@ def run_benchmark(args):
                              f"{', '.join(PEERS)} or {', '.join(VARIANTS)}")
     rows = []
     workdir = tempfile.mkdtemp(prefix="bench_train_")
+    sys.path.insert(0, BENCH_DIR)
+    from common import environment_line
+    print(environment_line(), flush=True)
     print(f"frameworks {base_frameworks}, variants {variants} ({args.variant_modes}), "
           f"shapes {shapes}, modes {modes}, repeats {args.repeats}, steps {steps}, warmup {warmups}, python {sys.executable}, workdir {workdir}",
           flush=True)

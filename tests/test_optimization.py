@@ -131,6 +131,63 @@ def test_steps_match_numpy(exclude):
     assert not np.allclose(params[names[0]], make_variables()[1][names[0]])
 
 
+def np_step_corrected(param, m, v, grad, lr, wd, decay, t):
+    """One update of standard Adam with bias correction at step t (1-based), decoupled decay."""
+    m = B1 * m + (1 - B1) * grad
+    v = B2 * v + (1 - B2) * grad**2
+    update = (m / (1 - B1**t)) / (np.sqrt(v / (1 - B2**t)) + EPS)
+    if decay:
+        update = update + wd * param
+    return param - lr * update, m, v
+
+
+@pytest.mark.parametrize("bias_correction", [False, True], ids=["default", "bias_corrected"])
+def test_bias_correction_steps_match_numpy(bias_correction):
+    """--adam_bias_correction: every step equals the bias-corrected formula; off (the default)
+    every step equals the original's uncorrected one, and the two differ."""
+    init_lr, n, w, wd = 0.05, 8, 0, 0.01
+    name_to_var, params = make_variables()
+    if bias_correction:
+        opt = optimization.create_optimizer(init_lr, n, w, name_to_variable=name_to_var,
+                                            bias_correction=True)
+    else:
+        opt = optimization.create_optimizer(init_lr, n, w, name_to_variable=name_to_var)
+    assert opt.bias_correction is bias_correction
+    assert opt.get_config()["bias_correction"] is bias_correction
+    names = [spec[0] for spec in VARIABLE_SPECS]
+    decayed = {spec[0]: spec[3] for spec in VARIABLE_SPECS}
+    ms = {k: np.zeros_like(p) for k, p in params.items()}
+    vs = {k: np.zeros_like(p) for k, p in params.items()}
+    other = {k: p.copy() for k, p in params.items()}  # the other algorithm on the same step
+    rng = np.random.default_rng(2)
+
+    @tf.function
+    def step_fn(gs):
+        opt.apply_gradients(zip(gs, [name_to_var[k] for k in names]))
+
+    for k in range(6):
+        grads = {name: rng.normal(size=params[name].shape) for name in names}
+        step_fn([tf.constant(grads[name], tf.float32) for name in names])
+        lr = np_rate(k, init_lr, n, w)
+        for name in names:
+            g = grads[name].astype(np.float32).astype(np.float64)
+            corrected = np_step_corrected(params[name], ms[name], vs[name], g, lr, wd,
+                                          decayed[name], k + 1)
+            plain = np_step(params[name], ms[name], vs[name], g, lr, wd, decayed[name])
+            params[name], ms[name], vs[name] = corrected if bias_correction else plain
+            other[name] = (plain if bias_correction else corrected)[0]
+            np.testing.assert_allclose(name_to_var[name].numpy(), params[name],
+                                       rtol=1e-5, atol=1e-6)
+            # The moments stored are the uncorrected ones either way (checkpoints unchanged).
+            np.testing.assert_allclose(opt.get_slot(name_to_var[name], "adam_m").numpy(),
+                                       ms[name], rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(opt.get_slot(name_to_var[name], "adam_v").numpy(),
+                                       vs[name], rtol=1e-5, atol=1e-8)
+    # At step 1 the corrected update is m/(1-B1) / sqrt(v/(1-B2)) = g/|g|, the uncorrected one
+    # 0.1 g / sqrt(0.001 g^2) = 3.16 g/|g|: the two algorithms really differ.
+    assert np.max(np.abs(other[names[0]] - params[names[0]])) > 1e-3
+
+
 def test_first_warmup_update_has_rate_zero():
     var = tf.Variable([1.0, -2.0])
     opt = optimization.create_optimizer(0.1, 10, 2, name_to_variable={"w": var})

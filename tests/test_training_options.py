@@ -605,3 +605,23 @@ def test_all_options_together_end_to_end(tiny_sim):
     names = dict(tf.train.list_variables(out))
     assert "bert/encoder/layer_1/output/dense/kernel/adam_v" in names
     assert all(reader.get_tensor(n).dtype == np.float32 for n in names if n != "global_step")
+
+
+def test_adam_bias_correction_flag_reaches_the_optimizer(tiny_sim):
+    """One step from the same start, no warmup: output_bias (zero at the start, never decayed)
+    moves by lr * m/(sqrt(v)+eps). Step 1 without correction (the default): 0.1|g| / sqrt(0.001
+    g^2) = 3.162 lr per element; with --adam_bias_correction: |g| / sqrt(g^2) = 1.0 lr."""
+    tiny, data_dir, base = tiny_sim
+    lr = 1e-3
+    moved = {}
+    for corrected in (False, True):
+        out = str(base / f"bias_correction_{corrected}")
+        e2e_util.run_classifier(e2e_util.classifier_args(
+            tiny, data_dir, out, "sim", do_train="true", num_train_epochs=0.3, seed=5,
+            warmup_proportion=0.0, learning_rate=lr,
+            adam_bias_correction=str(corrected).lower()))
+        reader = tf.train.load_checkpoint(out)
+        assert int(reader.get_tensor("global_step")) == 1
+        moved[corrected] = np.abs(reader.get_tensor("output_bias")) / lr
+    np.testing.assert_allclose(moved[False], np.sqrt(10.0), rtol=2e-3)
+    np.testing.assert_allclose(moved[True], 1.0, rtol=2e-3)

@@ -255,7 +255,8 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
             length_multiple=length_multiple,
             bucket_by_length=settings.bucket_by_length,
             gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            class_weights=class_weights), strategy)
+            class_weights=class_weights,
+            adam_bias_correction=settings.adam_bias_correction), strategy)
         if chief:
             result.checkpoint = tf.train.latest_checkpoint(settings.output_dir)
 
