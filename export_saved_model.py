@@ -21,7 +21,7 @@ checkpoint -- beside bert_config.json, vocab.txt and model_info.json: usable as
 --init_checkpoint (or as a model_dir) and readable by Google's original code.
 """
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
-import script_env  # noqa: F401  (first: before TensorFlow is imported)
+from bert_classifier.cli import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
 import os
 
@@ -29,14 +29,14 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
-import classifier_flags  # noqa: E402
-import cli  # noqa: E402
-import fused_ops  # noqa: E402
-import graph_tokenizer  # noqa: E402
-import inference  # noqa: E402
-import model_dir  # noqa: E402
-import serving  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.cli import errors  # noqa: E402
+from bert_classifier.core import fused_ops  # noqa: E402
+from bert_classifier.core import graph_tokenizer  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.workflow import model_dir  # noqa: E402
+from bert_classifier.api import serving  # noqa: E402
 
 classifier_flags.define_export_flags()
 FLAGS = classifier_flags.FLAGS
@@ -118,10 +118,10 @@ def main(_):
                      encoder.hidden_size, FLAGS.export_dir)
         return
     classifier = inference.Classifier.load(FLAGS.model_dir, FLAGS.checkpoint,
-                                           labels=cli.labels_from_flags(
+                                           labels=errors.labels_from_flags(
                                                FLAGS.labels, FLAGS.task_name,
                                                FLAGS.processor_module),
-                                           flag_hint=cli.FALLBACK_FLAGS,
+                                           flag_hint=errors.FALLBACK_FLAGS,
                                            **common)
     if FLAGS.weights_only:
         path = export_weights(classifier, FLAGS.export_dir)
@@ -140,4 +140,4 @@ def main(_):
 if __name__ == "__main__":
     for name in ("model_dir", "export_dir"):
         classifier_flags.flags.mark_flag_as_required(name)
-    app.run(cli.main_with_clean_errors(main, "export_saved_model.py"))
+    app.run(errors.main_with_clean_errors(main, "export_saved_model.py"))

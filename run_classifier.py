@@ -11,7 +11,7 @@ tf.distribute (CPU, GPUs, TPU, several machines). Read main() top to bottom for 
 """
 
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
-import script_env  # noqa: F401  (first: before TensorFlow is imported)
+from bert_classifier.cli import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
 import os
 import tempfile
@@ -20,23 +20,27 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import classifier_flags  # noqa: E402
-import cli  # noqa: E402
-import features  # noqa: E402
-import model_dir  # noqa: E402
-import preflight  # noqa: E402
-import run_lock  # noqa: E402
-import precision  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.cli import errors  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
+from bert_classifier.workflow import model_dir  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
+from bert_classifier.checks import run_lock  # noqa: E402
+from bert_classifier.core import precision  # noqa: E402
 import tokenization  # noqa: E402
-import train_eval  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.workflow import train_eval  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
+from bert_classifier.workflow import input_pipeline  # noqa: E402
+from bert_classifier.workflow import outputs  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
+from bert_classifier.workflow import train_loop  # noqa: E402
 from processors import get_processor, import_processor_module, set_input_encoding  # noqa: E402
 
 # Re-exported so that user code written for the original keeps working, e.g.
 # `from run_classifier import DataProcessor, InputExample`.
 from processors import (  # noqa: E402,F401
     DataProcessor, InputExample, InputFeatures, PaddingInputExample, register_processor)
-from features import (  # noqa: E402,F401
+from bert_classifier.workflow.features import (  # noqa: E402,F401
     _truncate_seq_pair, convert_examples_to_features, convert_single_example,
     file_based_convert_examples_to_features)
 
@@ -74,11 +78,11 @@ def _check_training_options(train_examples, label_list: list, strategy):
     flags) and returns --class_weights as one weight per label (None when unset)."""
     if not FLAGS.do_train:
         return None
-    training.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
-    training.check_gradient_accumulation(FLAGS.train_batch_size,
+    input_pipeline.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
+    train_loop.check_gradient_accumulation(FLAGS.train_batch_size,
                                          FLAGS.gradient_accumulation_steps,
                                          strategy.num_replicas_in_sync)
-    class_weights = training.class_weights_from_flag(
+    class_weights = train_loop.class_weights_from_flag(
         FLAGS.class_weights, label_list, [example.label for example in train_examples])
     if class_weights is not None:
         logging.info("Class weights (--class_weights=%s): %s", FLAGS.class_weights,
@@ -89,7 +93,7 @@ def _check_training_options(train_examples, label_list: list, strategy):
 
 def main(_):
     logging.set_verbosity(logging.INFO)
-    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    strategies.configure_cpu_devices(FLAGS.num_cpu_devices)
     if FLAGS.processor_module:
         import_processor_module(FLAGS.processor_module)
 
@@ -103,9 +107,9 @@ def main(_):
     eval_settings = train_eval.settings_from_flags(FLAGS, len(label_list))
 
     # Created before any TensorFlow op runs (collective ops must be configured at start-up).
-    strategy = training.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
+    strategy = strategies.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
                                         FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
-    chief = training.is_chief(strategy)
+    chief = strategies.is_chief(strategy)
     # Only the chief writes into output_dir; other workers keep their files to themselves.
     work_dir = FLAGS.output_dir if chief else tempfile.mkdtemp(prefix="bert_worker_")
     if chief:
@@ -116,17 +120,17 @@ def main(_):
     replicas = strategy.num_replicas_in_sync
     # Batch sizes are global and must split over the replicas: checked now, not after training.
     if FLAGS.do_train:
-        training.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
-    if not training.is_multi_worker(strategy):  # (a multi-worker chief evaluates on its own)
+        input_pipeline.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
+    if not strategies.is_multi_worker(strategy):  # (a multi-worker chief evaluates on its own)
         for flag_name, needed in (("eval_batch_size", FLAGS.do_eval),
                                   ("predict_batch_size", FLAGS.do_predict)):
             if needed:
-                training.check_batch_size(flag_name, getattr(FLAGS, flag_name), strategy)
+                input_pipeline.check_batch_size(flag_name, getattr(FLAGS, flag_name), strategy)
     logging.info("Distribution: %s with %d replica(s) in sync",
-                 training.strategy_name(strategy), replicas)
+                 strategies.strategy_name(strategy), replicas)
     # On several workers the chief evaluates by itself, on its own devices.
-    infer_strategy = strategy if not training.is_multi_worker(strategy) else (
-        training.create_strategy("one_device"))
+    infer_strategy = strategy if not strategies.is_multi_worker(strategy) else (
+        strategies.create_strategy("one_device"))
     # Padding makes every batch full: the original does it on TPU, and here also when
     # batches are split over several replicas.
     pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
@@ -196,7 +200,7 @@ def main(_):
                 num_batches=(-(-num_eval_records // FLAGS.eval_batch_size)
                              if num_eval_records is not None else None),
                 length_multiple=length_multiple)
-        training.train(bert_config, len(label_list), training.TrainConfig(
+        train_loop.train(bert_config, len(label_list), train_loop.TrainConfig(
             output_dir=FLAGS.output_dir,
             train_file=train_file,
             max_seq_length=FLAGS.max_seq_length,
@@ -229,46 +233,46 @@ def main(_):
             eval_file, num_eval_records = _write_inference_records(
                 eval_examples, "eval.tf_record", FLAGS.eval_batch_size, pad, label_list,
                 tokenizer, "***** Running evaluation *****")
-        model, checkpoint_path, global_step = training.load_for_inference(
+        model, checkpoint_path, global_step = forward.load_for_inference(
             bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy,
             FLAGS.allow_partial_checkpoint)
         logging.info("Evaluating checkpoint %s", checkpoint_path)
-        eval_outputs = training.evaluate_with_outputs(
+        eval_outputs = forward.evaluate_with_outputs(
             model, len(label_list), eval_file, FLAGS.max_seq_length, FLAGS.eval_batch_size,
             infer_strategy, drop_remainder=pad, global_step=global_step, progress_bar=progress,
             num_batches=-(-num_eval_records // FLAGS.eval_batch_size),
             jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size,
             length_multiple=length_multiple)
         result = eval_outputs.results
-        training.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
-        training.write_eval_summaries(FLAGS.output_dir, result)
+        outputs.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
+        outputs.write_eval_summaries(FLAGS.output_dir, result)
         # Beyond the original: per-class metrics, macro-F1, MCC, ROC AUC, confusion matrix.
-        training.write_json(os.path.join(FLAGS.output_dir, train_eval.REPORT_FILENAME),
-                            training.eval_metrics_report(eval_outputs, label_list))
+        outputs.write_json(os.path.join(FLAGS.output_dir, train_eval.REPORT_FILENAME),
+                            outputs.eval_metrics_report(eval_outputs, label_list))
 
     if FLAGS.do_predict:
         predict_file, _ = _write_inference_records(
             predict_examples, "predict.tf_record", FLAGS.predict_batch_size, pad, label_list,
             tokenizer, "***** Running prediction*****")
-        model, checkpoint_path, _ = training.load_for_inference(
+        model, checkpoint_path, _ = forward.load_for_inference(
             bert_config, len(label_list), FLAGS.output_dir, FLAGS.init_checkpoint, infer_strategy,
             FLAGS.allow_partial_checkpoint)
         logging.info("Predicting with checkpoint %s", checkpoint_path)
-        probabilities = training.predict(
+        probabilities = forward.predict(
             model, predict_file, FLAGS.max_seq_length, FLAGS.predict_batch_size, infer_strategy,
             drop_remainder=pad, num_examples=len(predict_examples), progress_bar=progress,
             jit_compile=FLAGS.xla_inference, micro_batch_size=FLAGS.inference_micro_batch_size,
             length_multiple=length_multiple)
         output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
-        num_written_lines = training.write_test_results(output_predict_file, probabilities)
+        num_written_lines = outputs.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == len(predict_examples)
         # Beside the original's file: the same probabilities with a header, the guid and the
         # predicted label's name.
-        training.write_test_predictions(
+        outputs.write_test_predictions(
             os.path.join(FLAGS.output_dir, "test_predictions.tsv"),
             [example.guid for example in predict_examples], probabilities, label_list)
 
 
 if __name__ == "__main__":
     classifier_flags.mark_required()
-    app.run(cli.main_with_clean_errors(main, "run_classifier.py"))
+    app.run(errors.main_with_clean_errors(main, "run_classifier.py"))

@@ -298,7 +298,7 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
     folder that is not a complete BERT model.
     """
     # Imported here so `--help` and is_up_to_date() do not pay for TensorFlow.
-    import checkpoints
+    from bert_classifier.core import checkpoints
     import modeling
 
     config_path = os.path.join(hf_dir, "config.json")

@@ -11,7 +11,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-import features
+from bert_classifier.workflow import features
 import tokenization
 from processors import InputExample, InputFeatures, PaddingInputExample, get_processor
 

@@ -14,8 +14,8 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-import features
-import graph_tokenizer
+from bert_classifier.workflow import features
+from bert_classifier.core import graph_tokenizer
 import tokenization
 import tokenization_corpus as corpus
 from processors import InputExample
@@ -416,7 +416,7 @@ _LOADER = textwrap.dedent("""
     result["ops"] = sorted(ops)
     result["unregistered_ops"] = sorted(op for op in ops if op_def_registry.get(op) is None)
     result["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in (
-        "tokenization", "graph_tokenizer", "features", "tensorflow_text"))
+        "tokenization", "bert_classifier", "tensorflow_text"))
     with open(output_file, "w") as f:
         json.dump(result, f)
 """)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
 import modeling
 from pretrained import build_default, convert_hf
@@ -480,7 +480,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import checkpoints, modeling
+    import modeling
+    from bert_classifier.core import checkpoints
 
     config = modeling.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
                                  num_attention_heads=4, intermediate_size=37)

@@ -7,11 +7,11 @@ import types
 
 import pytest
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
 import fixtures
 import modeling
-import preflight
+from bert_classifier.checks import preflight
 import processors
 
 

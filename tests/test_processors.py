@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import features
+from bert_classifier.workflow import features
 import processors
 from processors import (DataProcessor, InputExample, get_processor, import_processor_module,
                         register_processor, registered_task_names)

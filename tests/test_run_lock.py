@@ -11,12 +11,12 @@ import sys
 import pytest
 
 import e2e_util
-import run_lock
+from bert_classifier.checks import run_lock
 
 # A process that takes the lock, says so on stdout, then waits until killed.
 _HOLDER = """
 import sys, time
-import run_lock
+from bert_classifier.checks import run_lock
 run_lock.hold_until_exit(sys.argv[1])
 print("locked", flush=True)
 time.sleep(600)

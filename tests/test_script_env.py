@@ -1,4 +1,4 @@
-"""script_env.py: the environment every script sets before TensorFlow; the user's values win."""
+"""cli/script_env.py: the environment every script sets before TensorFlow; the user's values win."""
 
 import json
 import os
@@ -7,7 +7,8 @@ import sys
 
 import e2e_util
 
-_REPORT = ("import json, os, script_env; print(json.dumps({k: os.environ.get(k) for k in "
+_REPORT = ("import json, os; from bert_classifier.cli import script_env; "
+           "print(json.dumps({k: os.environ.get(k) for k in "
            "('TF_USE_LEGACY_KERAS', 'TF_CPU_ALLOCATOR_USE_BFC', 'TF_CPP_MIN_LOG_LEVEL')} | "
            "{'abseil': script_env.ABSEIL_LOG_LEVEL_SET, 'tf': 'tensorflow' in __import__('sys')"
            ".modules}))")

@@ -11,11 +11,11 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as sk
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
-import features
+from bert_classifier.workflow import features
 import modeling
-import train_eval
+from bert_classifier.workflow import train_eval
 from e2e_util import classifier_args, read_eval_results, run_classifier
 
 # sim fixture: 30 training examples at batch 8 -> 3 steps per epoch; 12 dev examples.

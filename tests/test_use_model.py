@@ -19,8 +19,8 @@ from e2e_util import REPO_ROOT, read_tsv, run_script
 
 sys.path.insert(0, REPO_ROOT)
 
-import inference  # noqa: E402
-import model_dir as model_dir_lib  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 
 ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_features.py")
 

@@ -27,9 +27,9 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import kill_points  # noqa: E402
+from bert_classifier.core import kill_points  # noqa: E402
 import tokenization  # noqa: E402
-from progress import ProgressBar  # noqa: E402
+from bert_classifier.core.progress import ProgressBar  # noqa: E402
 from processors.base import InputFeatures, PaddingInputExample  # noqa: E402
 
 # Examples per task handed to a worker process: large enough to amortise the pickling.

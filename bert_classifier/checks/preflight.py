@@ -26,7 +26,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-import checkpoints  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
 import modeling  # noqa: E402
 import processors  # noqa: E402
 import tokenization  # noqa: E402

@@ -23,10 +23,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-import fused_ops  # noqa: E402
-import graph_tokenizer  # noqa: E402
+from bert_classifier.core import fused_ops  # noqa: E402
+from bert_classifier.core import graph_tokenizer  # noqa: E402
 import modeling  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
 
 _TEXT_PAIR = [tf.TensorSpec([None], tf.string, name="text_a"),
               tf.TensorSpec([None], tf.string, name="text_b")]
@@ -93,9 +93,9 @@ class EncoderModule(tf.Module):
     def __init__(self, bert: modeling.BertModel, tokenizer: graph_tokenizer.GraphTokenizer,
                  pooling: str = "mean", normalize: bool = False):
         super().__init__(name="bert_encoder_serving")
-        if pooling not in training.POOLINGS:
+        if pooling not in forward.POOLINGS:
             raise ValueError("pooling=%r: expected one of %s"
-                             % (pooling, ", ".join(training.POOLINGS)))
+                             % (pooling, ", ".join(forward.POOLINGS)))
         _hold_weights(self, bert)
         self.tokenizer = tokenizer
         self.pooling = pooling
@@ -104,7 +104,7 @@ class EncoderModule(tf.Module):
     def _vectors(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         outputs = self._model(features["input_ids"], features["input_mask"],
                             features["segment_ids"], training=False)
-        return training.pool_sequence(outputs, features["input_mask"], self.pooling,
+        return forward.pool_sequence(outputs, features["input_mask"], self.pooling,
                                       self.normalize)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])

@@ -1,6 +1,7 @@
 """The process environment every script sets before TensorFlow is imported.
 
-Import it first in an entry point (`import script_env  # noqa: F401`, before `tensorflow`):
+Import it first in an entry point (`from bert_classifier.cli import script_env`, before
+`tensorflow`; importing the package `bert_classifier` does it too):
 
 - `TF_USE_LEGACY_KERAS=1`: every `tf.keras` is tf_keras (Keras 2), as the project's modules.
 - `TF_CPU_ALLOCATOR_USE_BFC=true`: CPU tensors come from TensorFlow's BFC allocator, which keeps

@@ -1,6 +1,6 @@
 """Use a BERT model from Python: sentence vectors and answers for new text, loaded once.
 
-    from inference import Encoder, Classifier
+    from bert_classifier.api.inference import Encoder, Classifier
 
     encoder = Encoder.load("pretrained/minilm_L-6_H-384_A-12")       # or a fine-tuned output_dir
     vectors = encoder.encode(["a sentence", "another"], pooling="mean", normalize=True)  # [2, 384]
@@ -29,14 +29,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
-import features  # noqa: E402
-import model_dir as model_dir_lib  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
+from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 import modeling  # noqa: E402
-import preflight  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
 import tokenization  # noqa: E402
-import training  # noqa: E402
-from progress import ProgressBar  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
+from bert_classifier.core.progress import ProgressBar  # noqa: E402
 
 Text = Union[str, Tuple[str, Optional[str]]]
 
@@ -172,7 +173,7 @@ class Encoder(_BertRunner):
         """Builds the BertModel of info.bert_config_file under `strategy` (default: the first
         GPU, else the CPU) and loads the `bert/` variables of info.checkpoint (errors name
         `checkpoint_flag`)."""
-        strategy = strategy or training.create_strategy("one_device")
+        strategy = strategy or strategies.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
         _check_checkpoint(self.checkpoint, self.bert_config, 0, checkpoint_flag)
         self.jit_compile = jit_compile
@@ -204,7 +205,7 @@ class Encoder(_BertRunner):
     def _step(self, pooling: Optional[str], normalize: bool, layer_indexes: Tuple[int, ...]):
         key = (pooling, normalize, layer_indexes)
         if key not in self._steps:
-            self._steps[key] = training.make_encode_step(
+            self._steps[key] = forward.make_encode_step(
                 self.bert, self.strategy, self.jit_compile, pooling, normalize, layer_indexes)
         return self._steps[key]
 
@@ -219,9 +220,9 @@ class Encoder(_BertRunner):
         what run_classifier's head reads). normalize: unit L2 norm (cosine similarity becomes a
         dot product).
         """
-        if pooling not in training.POOLINGS:
+        if pooling not in forward.POOLINGS:
             raise ValueError("pooling=%r: expected one of %s"
-                             % (pooling, ", ".join(training.POOLINGS)))
+                             % (pooling, ", ".join(forward.POOLINGS)))
         encoded = self.encode_texts(texts)
         vectors = np.zeros([len(encoded.lengths), self.hidden_size], np.float32)
         step = self._step(pooling, normalize, ())
@@ -289,14 +290,14 @@ class Classifier(_BertRunner):
         if not info.labels:
             raise ValueError("%s: no labels known for the classifier" % info.model_dir)
         check_classifier_head(info.checkpoint, len(info.labels))
-        strategy = strategy or training.create_strategy("one_device")
+        strategy = strategy or strategies.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
         _check_checkpoint(self.checkpoint, self.bert_config, len(info.labels), "checkpoint")
         self.labels = list(info.labels)
-        self.model = training.build_classifier(self.bert_config, len(self.labels), strategy)
+        self.model = forward.build_classifier(self.bert_config, len(self.labels), strategy)
         _load_variables(checkpoints.variables_by_checkpoint_name(self.model), self.checkpoint,
                         "classifier")
-        self._step = training.make_predict_step(self.model, strategy, jit_compile,
+        self._step = forward.make_predict_step(self.model, strategy, jit_compile,
                                                 micro_batch_size)
 
     @classmethod

@@ -24,9 +24,9 @@ import json  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
 import tokenization  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.workflow import outputs  # noqa: E402
 
 MODEL_INFO_FILENAME = "model_info.json"
 CONFIG_FILENAME = "bert_config.json"
@@ -86,7 +86,7 @@ def write_model_info(output_dir: str, task_name: str, labels: List[str], max_seq
         "vocab_file": VOCAB_FILENAME,
     }
     path = os.path.join(output_dir, MODEL_INFO_FILENAME)
-    training.write_json(path, info)
+    outputs.write_json(path, info)
     return path
 
 

@@ -1,0 +1,1 @@
+"""The run_classifier pipeline: features, the training loop and its strategies, forward-only steps, output files."""
