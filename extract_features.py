@@ -34,12 +34,12 @@ from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
 from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 from bert_classifier.cli import errors  # noqa: E402
 from bert_classifier.api import inference  # noqa: E402
 from bert_classifier.workflow import model_dir  # noqa: E402
 from bert_classifier.checks import preflight  # noqa: E402
 from bert_classifier.workflow import input_pipeline  # noqa: E402
-from bert_classifier.workflow import outputs  # noqa: E402
 from bert_classifier.workflow import strategies  # noqa: E402
 from processors import set_input_encoding  # noqa: E402
 from processors.base import decode_text  # noqa: E402
@@ -176,11 +176,9 @@ def main(_):
 
     strategy = strategies.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
                                         FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
-    if strategies.is_multi_worker(strategy):
-        if not strategies.is_chief(strategy):
-            return
-        # As run_classifier's eval/predict: the chief computes by itself, on its own devices.
-        strategy = strategies.create_strategy("one_device")
+    if not strategies.is_chief(strategy):
+        return
+    strategy = strategies.inference_strategy(strategy)  # as run_classifier's eval/predict
     input_pipeline.check_batch_size("batch_size", FLAGS.batch_size, strategy)
     encoder = inference.Encoder(info, strategy=strategy, jit_compile=FLAGS.xla_inference,
                                 batch_size=FLAGS.batch_size, checkpoint_flag="init_checkpoint")
@@ -194,13 +192,13 @@ def main(_):
         vectors = encoder.encode(examples, pooling=FLAGS.pooling, normalize=FLAGS.normalize,
                                  progress=progress)
         if FLAGS.output_file.endswith(".npy"):
-            outputs.write_file_atomically(FLAGS.output_file, _npy_bytes(vectors))
+            files.write_file(FLAGS.output_file, _npy_bytes(vectors))
         else:
-            outputs.write_file_atomically(
+            files.write_file(
                 FLAGS.output_file, (_vector_line(i, v) for i, v in enumerate(vectors)))
     else:
         # Streamed: the original's format is about 15 kB per token and layer set.
-        outputs.write_file_atomically(FLAGS.output_file, (
+        files.write_file(FLAGS.output_file, (
             _token_features_line(index, item, layer_indexes) for index, item in
             enumerate(encoder.layer_outputs(examples, layer_indexes, progress=progress))))
     logging.info("Wrote %s", FLAGS.output_file)

@@ -22,6 +22,7 @@ from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
 from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 from bert_classifier.cli import errors  # noqa: E402
 from bert_classifier.api import inference  # noqa: E402
 from bert_classifier.workflow import outputs  # noqa: E402
@@ -84,7 +85,7 @@ def main(_):
         sys.stdout.write(table)
         sys.stdout.flush()
     else:
-        outputs.write_file_atomically(FLAGS.output_file, table)
+        files.write_file(FLAGS.output_file, table)
         logging.info("Wrote %d prediction(s) to %s", len(examples), FLAGS.output_file)
 
 

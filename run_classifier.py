@@ -128,9 +128,7 @@ def main(_):
                 input_pipeline.check_batch_size(flag_name, getattr(FLAGS, flag_name), strategy)
     logging.info("Distribution: %s with %d replica(s) in sync",
                  strategies.strategy_name(strategy), replicas)
-    # On several workers the chief evaluates by itself, on its own devices.
-    infer_strategy = strategy if not strategies.is_multi_worker(strategy) else (
-        strategies.create_strategy("one_device"))
+    infer_strategy = strategies.inference_strategy(strategy)
     # Padding makes every batch full: the original does it on TPU, and here also when
     # batches are split over several replicas.
     pad = FLAGS.use_tpu or infer_strategy.num_replicas_in_sync > 1
@@ -180,7 +178,8 @@ def main(_):
             # trained model later without these flags (model_dir.py).
             model_dir.write_model_info(
                 FLAGS.output_dir, FLAGS.task_name.lower(), label_list, FLAGS.max_seq_length,
-                FLAGS.do_lower_case, FLAGS.bert_config_file, FLAGS.vocab_file)
+                FLAGS.do_lower_case, FLAGS.bert_config_file, FLAGS.vocab_file,
+                length_multiple=FLAGS.length_multiple)
         logging.info("***** Running training *****")
         logging.info("  Num examples = %d", len(train_examples))
         logging.info("  Batch size = %d", FLAGS.train_batch_size)

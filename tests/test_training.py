@@ -132,6 +132,7 @@ def test_predict_plain_and_xla_agree(record_file, tiny_model):
     np.testing.assert_allclose(xla, plain, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
     # make_train_loop(jit_compile=True) (the benchmark's ours_xla) runs the same step as the
     # default loop. Dropout off: XLA draws other random numbers.
@@ -235,6 +236,7 @@ def test_strategy_errors(monkeypatch):
         input_pipeline.check_batch_size("train_batch_size", 0, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow
 def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
     """A step whose gradient norm is above 1: Adam's first moment after it is exactly
     (1 - beta_1) * g / ||g|| (AdamWeightDecay keeps m without bias correction)."""
@@ -308,7 +310,8 @@ def test_resumed_input_continues_the_uninterrupted_stream(record_file):
     fn = input_pipeline.input_fn(record_file, 16, global_batch_size=8, is_training=True,
                            drop_remainder=True, seed=5)
     single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(7))
-    resumed = _batches(train_loop._skipping_steps(fn, 3)(tf.distribute.InputContext(1, 0, 1)).take(4))
+    resumed = _batches(
+        train_loop._skipping_steps(fn, 3)(tf.distribute.InputContext(1, 0, 1)).take(4))
     for a, b in zip(single[3:], resumed):
         np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
     for pipeline in range(2):

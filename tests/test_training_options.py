@@ -80,8 +80,8 @@ def test_cut_to_longest_rounds_up_and_stays_within_bounds():
 
 
 def test_length_aware_batches_hold_the_same_examples(records):
-    fixed = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False, drop_remainder=False)(
-        tf.distribute.InputContext()))
+    fixed = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False,
+                                             drop_remainder=False)(tf.distribute.InputContext()))
     cut = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False, drop_remainder=False,
                                      length_multiple=8)(tf.distribute.InputContext()))
     assert len(cut) == len(fixed) == 8
@@ -180,6 +180,7 @@ def _assert_same_weights(a, b, atol=WEIGHT_ATOL):
         np.testing.assert_allclose(b[name], value, atol=atol, rtol=0, err_msg=name)
 
 
+@pytest.mark.slow
 def test_length_aware_training_takes_the_same_steps(records):
     fixed_losses, fixed, initial = _train(records)
     cut_losses, cut, _ = _train(records, length_multiple=8)
@@ -215,6 +216,7 @@ def test_length_aware_predict_and_evaluate_equal_fixed(records, inference_model,
 # ---------------------------------------------------------------------------------------------
 # Gradient accumulation
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_accumulated_gradients_give_the_full_batch_update(records):
     # Class weights 20 make the gradient norm >> 1, so the clip at 1.0 is active: it must act
     # on the accumulated gradient, as on the full batch.
@@ -230,8 +232,9 @@ def test_accumulated_gradients_give_the_full_batch_update(records):
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(11)
     model = forward.build_classifier(_tiny(NO_DROPOUT), 2, strategy)
-    batch = next(iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                        seed=5)(tf.distribute.InputContext())))
+    batch = next(iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True,
+                                              drop_remainder=True,
+                                              seed=5)(tf.distribute.InputContext())))
     with tf.GradientTape() as tape:
         logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
         loss = tf.reduce_sum(20.0 * modeling.classifier_loss(logits, batch["label_ids"], 2)) / 8
@@ -276,6 +279,7 @@ print(json.dumps(tf.config.experimental.get_memory_info("CPU:0")["peak"] - befor
 """
 
 
+@pytest.mark.slow
 def test_accumulation_holds_one_micro_batch_of_activations():
     # TensorFlow's allocator statistics (BFC), as test_fused_ops: the peak tensor memory of a
     # batch-32 forward + backward, whole and as 8 micro-batches of 4.
@@ -326,6 +330,7 @@ def test_class_weights_from_flag():
         train_loop.class_weights_from_flag("auto", labels, [])
 
 
+@pytest.mark.slow
 def test_class_weights_weight_the_training_loss(records):
     # Learning rate 0: every step's loss is the initial model's on that step's batch.
     weights = [0.25, 3.0]
@@ -337,8 +342,9 @@ def test_class_weights_weight_the_training_loss(records):
     assert ones == unweighted  # multiplying by 1 changes no bit
     tf.random.set_seed(11)
     model = forward.build_classifier(_tiny(NO_DROPOUT), 2, tf.distribute.get_strategy())
-    batches = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                         seed=5)(tf.distribute.InputContext()), 3)
+    batches = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=True,
+                                               drop_remainder=True,
+                                               seed=5)(tf.distribute.InputContext()), 3)
     for batch, loss, plain in zip(batches, weighted, unweighted):
         logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"]).numpy()
         log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -443,6 +449,7 @@ def test_fused_ops_compute_in_float32_under_16_bit_inputs(dtype):
     assert 0.87 < (dropped > 0).mean() < 0.93
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path):
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(3)
@@ -483,6 +490,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path
     assert set(saved) == set(state)
 
 
+@pytest.mark.slow
 def test_float16_persistent_nan_stops_training(records, tmp_path, caplog):
     precision.set_policy("mixed_float16")  # float16 runs (slowly) on CPU too
     # A NaN loss (NaN class weights) at every step: each step is skipped, counted and logged,
@@ -502,6 +510,7 @@ def test_float16_persistent_nan_stops_training(records, tmp_path, caplog):
         train_loop.train(_tiny(NO_DROPOUT), 2, cfg, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow
 def test_float16_skips_are_counted_by_the_loss_scaling(records):
     precision.set_policy("mixed_float16")
     strategy = tf.distribute.get_strategy()
@@ -557,6 +566,7 @@ def tiny_sim(tmp_path_factory):
     return tiny, data_dir, base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     ({"gradient_accumulation_steps": 3},
      "--gradient_accumulation_steps=3 must be a positive divisor of the per-replica batch "
@@ -577,6 +587,7 @@ def test_bad_option_fails_before_featurization(tiny_sim, flags, message):
     assert not os.path.exists(os.path.join(out, "train.tf_record"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not precision.cpu_bfloat16_flags(),
                     reason="this CPU has no bfloat16 instructions")
 def test_all_options_together_end_to_end(tiny_sim):

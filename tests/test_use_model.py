@@ -33,6 +33,7 @@ def trained(trained_sim):
     return trained_sim
 
 
+@pytest.mark.slow
 def test_output_dir_stands_on_its_own(trained):
     out = trained["output_dir"]
     with open(os.path.join(out, "model_info.json")) as f:
@@ -51,6 +52,7 @@ def test_output_dir_stands_on_its_own(trained):
         assert len(f.read().splitlines()) == 13
 
 
+@pytest.mark.slow
 def test_test_predictions_file(trained):
     with open(os.path.join(trained["output_dir"], "test_predictions.tsv")) as f:
         rows = read_tsv(f.read())
@@ -62,6 +64,7 @@ def test_test_predictions_file(trained):
     assert [r[1] for r in rows[1:]] == [str(int(np.argmax(p))) for p in trained["expected"]]
 
 
+@pytest.mark.slow
 def test_predict_py_equals_do_predict(trained):
     proc = run_script("predict.py", ["--model_dir=" + trained["output_dir"],
                                      "--input_file=" + trained["test_file"], "--batch_size=5"])
@@ -74,6 +77,7 @@ def test_predict_py_equals_do_predict(trained):
     assert "Predicting 13 example(s) with checkpoint" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_classifier_api_equals_do_predict(trained, jit_compile):
     clf = inference.Classifier.load(trained["output_dir"], jit_compile=jit_compile, batch_size=4)
@@ -88,6 +92,7 @@ def test_classifier_api_equals_do_predict(trained, jit_compile):
     assert clf.predict([]).probabilities.shape == (0, 2)
 
 
+@pytest.mark.slow
 def test_predict_inputs_stdin_jsonl_csv_and_text_flags(trained, tmp_path):
     pairs = trained["pairs"][:3]
     lines = [json.dumps({"text_a": a, "text_b": b, "guid": "q%d" % i})
@@ -118,6 +123,7 @@ def test_predict_inputs_stdin_jsonl_csv_and_text_flags(trained, tmp_path):
     np.testing.assert_allclose([float(x) for x in row[2:]], trained["expected"][2], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_bad_inputs(trained, tmp_path):
     out = trained["output_dir"]
     # A folder without model_info.json (e.g. from the original TF1 run_classifier.py).
@@ -201,6 +207,7 @@ def _hf_hidden_states(model, ids, mask, types):
     return out
 
 
+@pytest.mark.slow
 def test_extract_features_original_format(minilm_dir, hf_minilm, tmp_path):
     input_file = tmp_path / "input.txt"
     input_file.write_bytes("\n".join(EXTRACT_LINES).encode("utf-8"))
@@ -304,11 +311,12 @@ def test_cls_and_pooled_vectors_equal_hugging_face(minilm_dir, hf_minilm):
         encoder.encode(texts, pooling="max")
 
 
-def test_trimmed_batches_equal_fixed_length(minilm_dir, monkeypatch):
+def test_trimmed_batches_equal_fixed_length(minilm_dir):
     texts = _bbc_sentences(20) + ["short", "two words"]
     encoder = inference.Encoder.load(minilm_dir, max_seq_length=128, batch_size=8)
+    assert encoder.length_multiple == 16  # a pre-trained folder records none: the flag's default
     trimmed = encoder.encode(texts, pooling="mean")
-    monkeypatch.setattr(inference, "LENGTH_MULTIPLE", 128)  # every batch padded to 128
+    encoder.length_multiple = 0  # every batch padded to max_seq_length, as the original
     fixed = encoder.encode(texts, pooling="mean")
     np.testing.assert_allclose(trimmed, fixed, rtol=0, atol=2e-6)
     # Order is the input order whatever the length sort did.
@@ -316,6 +324,7 @@ def test_trimmed_batches_equal_fixed_length(minilm_dir, monkeypatch):
     np.testing.assert_allclose(trimmed[:4], one_by_one, rtol=0, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_vectors_cli_npy_jsonl_folder_and_mirrored(trained, tmp_path):
     """--pooling from a fine-tuned output_dir (a folder as --init_checkpoint): .npy and JSON
     lines agree with the API, and 2 mirrored CPU replicas give the same vectors."""

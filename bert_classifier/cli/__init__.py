@@ -1,1 +1,1 @@
-"""What only command-line scripts need: the environment set before TensorFlow, flags, clean errors."""
+"""What only command-line scripts need: the environment set before TensorFlow, flags, errors."""

@@ -13,6 +13,8 @@ from typing import Optional
 
 from absl import flags
 
+from bert_classifier.workflow import input_pipeline
+
 FLAGS = flags.FLAGS
 
 
@@ -133,8 +135,7 @@ def progress_setting(value: str) -> Optional[bool]:
 # ---------------------------------------------------------------------------------------------
 # run_classifier.py
 # ---------------------------------------------------------------------------------------------
-# --length_multiple's default (bench/README.md, "Length-aware batches").
-LENGTH_MULTIPLE_DEFAULT = 16
+LENGTH_MULTIPLE_DEFAULT = input_pipeline.DEFAULT_LENGTH_MULTIPLE
 
 CLASSIFIER_REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file",
                              "output_dir")

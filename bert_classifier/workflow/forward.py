@@ -32,33 +32,72 @@ def build_classifier(bert_config: modeling.BertConfig, num_labels: int,
     return model
 
 
-def initialize_model(name_to_variable: Dict[str, tf.Variable],
-                     init_checkpoint: Optional[str], allow_partial: bool = False) -> None:
-    """Loads what `init_checkpoint` holds into the model (the original's init_from_checkpoint;
-    a checkpoint that does not fit the model is an error unless allow_partial)."""
-    if init_checkpoint:
-        checkpoints.init_from_checkpoint(name_to_variable, init_checkpoint, allow_partial)
+def build_encoder(bert_config: modeling.BertConfig,
+                  strategy: tf.distribute.Strategy) -> modeling.BertModel:
+    """A BertModel (no head) with all variables created under the strategy's scope."""
+    with strategy.scope():
+        bert = modeling.BertModel(bert_config)
+        bert.build_variables()
+    return bert
+
+
+@dataclasses.dataclass
+class LoadedWeights:
+    """Where load_weights took the weights from: checkpoint (None: random weights),
+    global_step (0 unless restored from output_dir), resumed (from output_dir's latest)."""
+    checkpoint: Optional[str]
+    global_step: int
+    resumed: bool
+
+
+def load_weights(name_to_variable: Dict[str, tf.Variable], output_dir: Optional[str] = None,
+                 checkpoint: Optional[str] = None, allow_partial: bool = False,
+                 complete: bool = False, state: Optional[Dict[str, tf.Variable]] = None,
+                 log_fallback: bool = False) -> LoadedWeights:
+    """Loads a built classifier's or encoder's weights: the one loader of training, of
+    run_classifier's eval and predict, of the Python API and of the exporter. The Estimator's
+    rule, each checkpoint's index read once:
+
+    1. output_dir holds a checkpoint: its latest, which must hold every variable of `state`
+       (default name_to_variable; training adds the optimizer's slots and global_step).
+    2. else `checkpoint` (a prefix or a folder): with `complete` (a trained classifier, an
+       encoder) every variable of name_to_variable; otherwise (run_classifier's
+       init_checkpoint, the original's init_from_checkpoint) the variables it holds, a missing
+       classifier head allowed, missing or unused `bert/` variables only with allow_partial.
+    3. else random weights (the variables are logged).
+    A checkpoint that does not fit the model raises ValueError (checkpoints.check_checkpoint_fits).
+    log_fallback: log the Estimator's line when output_dir holds no checkpoint.
+    """
+    latest = checkpoints.latest_checkpoint(output_dir) if output_dir else None
+    if latest:
+        path, step = checkpoints.restore_checkpoint(
+            latest, state if state is not None else name_to_variable, with_global_step=True)
+        return LoadedWeights(path, step, resumed=True)
+    if log_fallback:
+        logging.info("Could not find trained model in model_dir: %s, running initialization "
+                     "from %s", output_dir, checkpoint or "random weights")
+    if checkpoint and complete:
+        return LoadedWeights(checkpoints.restore_checkpoint(checkpoint, name_to_variable), 0,
+                             resumed=False)
+    if checkpoint:
+        checkpoints.init_from_checkpoint(name_to_variable, checkpoint, allow_partial)
     else:
         checkpoints.log_trainable_variables(name_to_variable)
+    return LoadedWeights(checkpoint, 0, resumed=False)
 
 
 def load_for_inference(bert_config: modeling.BertConfig, num_labels: int, output_dir: str,
                        init_checkpoint: Optional[str], strategy: tf.distribute.Strategy,
                        allow_partial_checkpoint: bool = False):
-    """A classifier restored as the Estimator did: the latest checkpoint in output_dir, else
-    init_checkpoint (logging which). Returns (model, checkpoint_path, global_step)."""
+    """run_classifier's eval and predict: a classifier restored as the Estimator did (the latest
+    checkpoint in output_dir, else init_checkpoint; see load_weights), logging which. Returns
+    (model, checkpoint_path, global_step)."""
     model = build_classifier(bert_config, num_labels, strategy)
-    name_to_variable = checkpoints.variables_by_checkpoint_name(model)
-    latest = checkpoints.latest_checkpoint(output_dir)
-    if latest:
-        checkpoints.restore_checkpoint(latest, name_to_variable)
-        global_step = checkpoints.checkpoint_global_step(latest)
-        logging.info("Restoring parameters from %s", latest)
-        return model, latest, global_step
-    logging.info("Could not find trained model in model_dir: %s, running initialization from "
-                 "%s", output_dir, init_checkpoint or "random weights")
-    initialize_model(name_to_variable, init_checkpoint, allow_partial_checkpoint)
-    return model, init_checkpoint, 0
+    loaded = load_weights(checkpoints.variables_by_checkpoint_name(model), output_dir,
+                          init_checkpoint, allow_partial_checkpoint, log_fallback=True)
+    if loaded.resumed:
+        logging.info("Restoring parameters from %s", loaded.checkpoint)
+    return model, loaded.checkpoint, loaded.global_step
 
 
 def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_remainder,
@@ -193,7 +232,21 @@ def make_predict_step(model: modeling.BertClassifier, strategy: tf.distribute.St
     return _forward_host_call(predict_step, strategy, jit_compile)
 
 
+def predicted_labels(probabilities: np.ndarray, label_names: Sequence[str]) -> List:
+    """The most probable label per row of probabilities [examples, labels] (columns in
+    label_names order; the first of equal maxima): label_names entries, one per example."""
+    return [label_names[int(i)] for i in np.argmax(probabilities, axis=-1)] \
+        if len(probabilities) else []
+
+
 POOLINGS = ("cls", "mean", "pooled")
+
+
+def check_pooling(pooling: str) -> None:
+    """Raises ValueError unless pooling is one of POOLINGS (the Encoder's, the export's and
+    pool_sequence's one check)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
 
 
 def pool_sequence(outputs: Dict[str, object], input_mask: tf.Tensor, pooling: str,
@@ -204,6 +257,7 @@ def pool_sequence(outputs: Dict[str, object], input_mask: tf.Tensor, pooling: st
     ([CLS] and [SEP] included, as sentence-transformers' mean pooling); pooled: the pooler's
     tanh(dense([CLS])). normalize divides by the L2 norm (at least 1e-12).
     """
+    check_pooling(pooling)
     sequence = tf.cast(outputs["sequence_output"], tf.float32)  # [B, S, H]
     if pooling == "cls":
         vectors = sequence[:, 0]
@@ -211,10 +265,8 @@ def pool_sequence(outputs: Dict[str, object], input_mask: tf.Tensor, pooling: st
         mask = tf.cast(input_mask, tf.float32)[:, :, tf.newaxis]  # [B, S, 1]
         vectors = tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(
             tf.reduce_sum(mask, axis=1), 1e-9)
-    elif pooling == "pooled":
+    else:  # pooled
         vectors = tf.cast(outputs["pooled_output"], tf.float32)
-    else:
-        raise ValueError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
     if normalize:
         norm = tf.norm(vectors, axis=-1, keepdims=True)
         vectors = vectors / tf.maximum(norm, 1e-12)
@@ -260,7 +312,8 @@ def make_eval_step(model: modeling.BertClassifier, num_labels: int,
         weights = tf.cast(batch["is_real_example"], tf.float32)
         predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
         correct = tf.cast(tf.equal(predictions, batch["label_ids"]), tf.float32)
-        sums = tf.stack([tf.reduce_sum(correct * weights), tf.reduce_sum(per_example_loss * weights),
+        sums = tf.stack([tf.reduce_sum(correct * weights),
+                         tf.reduce_sum(per_example_loss * weights),
                          tf.reduce_sum(weights), tf.reduce_sum(per_example_loss),
                          tf.cast(tf.size(per_example_loss), tf.float32)])
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)

@@ -72,17 +72,34 @@ _POSITION_FEATURES = ("input_ids", "input_mask", "segment_ids")
 BUCKET_WINDOW_BATCHES = 16
 
 
+# --length_multiple's default, and the rule's for a model folder that records none
+# (bench/README.md, "Length-aware batches").
+DEFAULT_LENGTH_MULTIPLE = 16
+
+
+def batch_length(longest, length_multiple: int, max_length):
+    """The batch-length rule, the one used by training, eval, predict, the Python API and the
+    exported model: a batch whose longest example has `longest` tokens is run at length L =
+    longest rounded up to a multiple of length_multiple, at most max_length, at least
+    min(length_multiple, max_length); length_multiple 0: always max_length (the original).
+    Rounding bounds the distinct shapes (max_length / length_multiple), each of which XLA
+    compiles once. Python/NumPy ints give an int, tensors an int32 scalar tensor."""
+    if not length_multiple:
+        return max_length
+    rounded = (longest + length_multiple - 1) // length_multiple * length_multiple
+    if isinstance(rounded, tf.Tensor):
+        return tf.clip_by_value(rounded, tf.minimum(length_multiple, max_length), max_length)
+    return int(min(max(rounded, min(length_multiple, max_length)), max_length))
+
+
 def cut_to_longest(batch: Dict[str, tf.Tensor], length_multiple: int,
                    max_length) -> Dict[str, tf.Tensor]:
-    """The batch with its [B, S] features cut to [B, L]: L = the longest example (input_mask
-    sum) rounded up to a multiple of length_multiple, at most max_length, at least
-    min(length_multiple, max_length). The positions cut off are padding (mask 0) in every
-    row, which BERT's attention gives exp(-10000) ~ 0 weight, so the model's outputs for the
-    kept positions are the same up to float rounding. Rounding bounds the distinct shapes
-    (max_length / length_multiple), each of which XLA compiles once."""
+    """The batch with its [B, S] features cut to [B, L], L = batch_length of its longest
+    example (input_mask sum). The positions cut off are padding (mask 0) in every row, which
+    BERT's attention gives exp(-10000) ~ 0 weight, so the model's outputs for the kept
+    positions are the same up to float rounding."""
     longest = tf.reduce_max(tf.reduce_sum(batch["input_mask"], axis=1))
-    rounded = (longest + length_multiple - 1) // length_multiple * length_multiple
-    length = tf.clip_by_value(rounded, tf.minimum(length_multiple, max_length), max_length)
+    length = batch_length(longest, length_multiple, max_length)
     return {key: value[:, :length] if key in _POSITION_FEATURES else value
             for key, value in batch.items()}
 

@@ -5,7 +5,7 @@ not at all.
 
 import json
 import os
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import Dict, List, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -13,26 +13,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
+from bert_classifier.core import files  # noqa: E402
 from bert_classifier.core import metrics  # noqa: E402
 from bert_classifier.workflow import forward  # noqa: E402
-
-
-def write_file_atomically(path: str, text: Union[str, bytes, Iterable[Union[str, bytes]]]
-                          ) -> None:
-    """Writes `text` (a str, bytes, or an iterable of pieces streamed one by one) to `path`
-    (local or gs://) under a temporary name, then renames it into place: a reader never sees a
-    half-written file, and a failure leaves no temporary file behind."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pieces = [text] if isinstance(text, (str, bytes)) else text
-    try:
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            for piece in pieces:
-                f.write(piece)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
-        raise
 
 
 def write_eval_results(path: str, results: Dict[str, object]) -> None:
@@ -42,7 +25,7 @@ def write_eval_results(path: str, results: Dict[str, object]) -> None:
     for key in sorted(results):
         logging.info("  %s = %s", key, str(results[key]))
         lines.append("%s = %s\n" % (key, str(results[key])))
-    write_file_atomically(path, "".join(lines))
+    files.write_file(path, "".join(lines))
 
 
 def write_eval_summaries(output_dir: str, results: Dict[str, object]) -> None:
@@ -66,7 +49,7 @@ def write_test_results(path: str, probabilities: np.ndarray) -> int:
     """test_results.tsv: one line per example, tab-joined str() of float32 probabilities."""
     logging.info("***** Predict results *****")
     lines = ["\t".join(_probability_fields(row)) + "\n" for row in probabilities]
-    write_file_atomically(path, "".join(lines))
+    files.write_file(path, "".join(lines))
     return len(lines)
 
 
@@ -76,8 +59,8 @@ def prediction_table(guids: Sequence[str], probabilities: np.ndarray,
     its guid, the predicted (most probable) label's name, and its probabilities printed as in
     test_results.tsv. probabilities: [examples, labels], columns in label_names order."""
     lines = ["\t".join(["guid", "label"] + [str(name) for name in label_names]) + "\n"]
-    for guid, row in zip(guids, probabilities):
-        label = label_names[int(np.argmax(row))]
+    for guid, row, label in zip(guids, probabilities,
+                                forward.predicted_labels(probabilities, label_names)):
         lines.append("\t".join([str(guid), str(label)] + _probability_fields(row)) + "\n")
     return "".join(lines)
 
@@ -86,7 +69,7 @@ def write_test_predictions(path: str, guids: Sequence[str], probabilities: np.nd
                            label_names: Sequence[str]) -> None:
     """test_predictions.tsv (an addition of this port, written beside test_results.tsv): the
     prediction_table of the test examples."""
-    write_file_atomically(path, prediction_table(guids, probabilities, label_names))
+    files.write_file(path, prediction_table(guids, probabilities, label_names))
 
 
 def eval_metrics_report(outputs: forward.EvalOutputs, label_names: List[str]) -> Dict[str, object]:
@@ -102,4 +85,4 @@ def eval_metrics_report(outputs: forward.EvalOutputs, label_names: List[str]) ->
 
 
 def write_json(path: str, obj) -> None:
-    write_file_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    files.write_file(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

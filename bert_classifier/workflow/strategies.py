@@ -101,6 +101,12 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def inference_strategy(strategy: tf.distribute.Strategy) -> tf.distribute.Strategy:
+    """Where eval, predict and encoding run: the strategy itself, except that on several
+    workers the chief infers by itself, on its own devices (a one-device strategy)."""
+    return create_strategy("one_device") if is_multi_worker(strategy) else strategy
+
+
 def is_chief_task(task_type: Optional[str], task_id: Optional[int],
                   cluster: Dict[str, object]) -> bool:
     """True for the one task of a TF_CONFIG cluster that writes into output_dir: the 'chief'

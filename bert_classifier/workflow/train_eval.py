@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
 from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 import modeling  # noqa: E402
 from bert_classifier.workflow import forward  # noqa: E402
 from bert_classifier.workflow import outputs  # noqa: E402
@@ -183,7 +184,7 @@ class EvalHistory:
     def _write(self) -> None:
         lines = ["\t".join(HISTORY_COLUMNS)]
         lines += ["\t".join(row[c] for c in HISTORY_COLUMNS) for row in self.rows]
-        outputs.write_file_atomically(self.path, "\n".join(lines) + "\n")
+        files.write_file(self.path, "\n".join(lines) + "\n")
 
     def keep_until(self, global_step: int) -> int:
         """Drops the rows after global_step (a resumed run trains those steps again); returns
@@ -312,8 +313,8 @@ class TrainingEvaluator:
         model is evaluated directly), or a one-device strategy on several workers (the weights
         are copied into a model there before each evaluation).
       eval_file, seq_length, eval_batch_size, drop_remainder, jit_compile, micro_batch_size,
-        num_batches, length_multiple: as forward.evaluate; eval_file must exist (on the chief) before training
-        starts.
+        num_batches, length_multiple: as forward.evaluate; eval_file must exist (on the chief)
+        before training starts.
     """
 
     def __init__(self, settings: EvalSettings, output_dir: str, label_names: List[str],

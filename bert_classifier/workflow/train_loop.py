@@ -125,7 +125,8 @@ def make_train_loop(model: modeling.BertClassifier, optimizer: optimization.Adam
 
     # AutoGraph converts the loop below (tf.range); the step itself has no Python control flow
     # on tensors, and converting the model's code took about a second of every trace.
-    step = forward.maybe_xla(tf.autograph.experimental.do_not_convert(step_fn), jit_compile, strategy)
+    step = forward.maybe_xla(tf.autograph.experimental.do_not_convert(step_fn), jit_compile,
+                             strategy)
 
     @tf.function
     def train_loop(iterator, num_steps):
@@ -313,13 +314,11 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
     state.update(optimizer.slot_variables_by_checkpoint_name(name_to_variable))
     state["global_step"] = optimizer.iterations
 
-    latest = checkpoints.latest_checkpoint(cfg.output_dir)
-    if latest:
-        checkpoints.restore_checkpoint(latest, state)
-        logging.info("Restored model and optimizer state from %s (global_step = %d)", latest,
-                     int(optimizer.iterations.numpy()))
-    else:
-        forward.initialize_model(name_to_variable, cfg.init_checkpoint, cfg.allow_partial_checkpoint)
+    loaded = forward.load_weights(name_to_variable, cfg.output_dir, cfg.init_checkpoint,
+                                  cfg.allow_partial_checkpoint, state=state)
+    if loaded.resumed:
+        logging.info("Restored model and optimizer state from %s (global_step = %d)",
+                     loaded.checkpoint, int(optimizer.iterations.numpy()))
 
     step = int(optimizer.iterations.numpy())
     if step >= cfg.num_train_steps:
@@ -367,7 +366,8 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
             now = time.monotonic()
             logging.info("loss = %s, step = %d (%.3f sec)", np.float32(last_loss), step,
                          now - last_log_time)
-            logging.info("global_step/sec: %g", (step - last_log_step) / max(now - last_log_time, 1e-9))
+            logging.info("global_step/sec: %g",
+                         (step - last_log_step) / max(now - last_log_time, 1e-9))
             last_log_step, last_log_time = step, now
         if writer is not None:
             with writer.as_default(step=step):
