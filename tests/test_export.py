@@ -19,6 +19,9 @@ from bert_classifier.workflow import features  # noqa: E402
 from bert_classifier.api import inference  # noqa: E402
 import tokenization  # noqa: E402
 
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
+
 ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_features.py")
 
 # Runs in a fresh interpreter started outside the repository with nothing of the project on

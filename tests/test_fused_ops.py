@@ -226,6 +226,7 @@ print(json.dumps(tf.config.experimental.get_memory_info("CPU:0")["peak"] - befor
 """
 
 
+@pytest.mark.slow
 def test_fused_training_step_holds_less_memory():
     # What the fused ops are for, measured by TensorFlow's own allocator statistics (BFC): the
     # peak tensor memory of a forward + backward step, and how much each layer adds to it

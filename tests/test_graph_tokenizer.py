@@ -451,6 +451,7 @@ def _latin1(texts):
             for text in texts]
 
 
+@pytest.mark.slow
 def test_saved_model_in_fresh_process(tmp_path, vocab_file, tokenizers):
     python = tokenizers[True][1]
     seq_length = 32

@@ -213,6 +213,7 @@ print(json.dumps([info["current"] - before, info["peak"] - before]))
 """
 
 
+@pytest.mark.slow
 def test_initializing_a_variable_keeps_no_temporary_copies():
     # Random initialization is the peak of an eval/predict process's tensor memory unless the
     # initializer's temporaries are reused (BFC statistics: the allocator keeps what it once
@@ -443,6 +444,7 @@ _ORIGINAL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_parity_with_googles_original_modeling(tmp_path):
     import importlib.util
     if importlib.util.find_spec("bert") is None:  # a declared test dependency: fail, never skip
@@ -522,6 +524,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_two_cpus(tmp_path, repo_root):
     script = tmp_path / "mirrored.py"
     script.write_text(_MIRRORED_SCRIPT)

@@ -5,6 +5,7 @@ import re
 
 import nbformat
 import numpy as np
+import pytest
 from nbclient import NotebookClient
 
 from e2e_util import REPO_ROOT
@@ -29,6 +30,7 @@ def test_install_cell_pins_the_requirements_version():
     assert "(TF_VERSION, TF_VERSION)" in install[0]
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_on_cpu(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     index = next(i for i, c in enumerate(notebook.cells)

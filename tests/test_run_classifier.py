@@ -22,6 +22,9 @@ from bert_classifier.core import checkpoints  # noqa: E402
 from bert_classifier.workflow import features  # noqa: E402
 import modeling  # noqa: E402
 
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):

@@ -5,7 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import e2e_util
+
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
 
 _REPORT = ("import json, os; from bert_classifier.cli import script_env; "
            "print(json.dumps({k: os.environ.get(k) for k in "
