@@ -175,7 +175,7 @@ def main(_):
     info = _model_info()
 
     strategy = strategies.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
-                                        FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
+                                          FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
     if not strategies.is_chief(strategy):
         return
     strategy = strategies.inference_strategy(strategy)  # as run_classifier's eval/predict

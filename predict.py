@@ -80,7 +80,7 @@ def main(_):
                         "truncated (as in training)", truncated, len(examples),
                         classifier.max_seq_length)
     table = outputs.prediction_table([e.guid for e in examples], result.probabilities,
-                                      result.label_names)
+                                     result.label_names)
     if FLAGS.output_file == "-":
         sys.stdout.write(table)
         sys.stdout.flush()

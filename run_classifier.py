@@ -80,8 +80,8 @@ def _check_training_options(train_examples, label_list: list, strategy):
         return None
     input_pipeline.check_batch_size("train_batch_size", FLAGS.train_batch_size, strategy)
     train_loop.check_gradient_accumulation(FLAGS.train_batch_size,
-                                         FLAGS.gradient_accumulation_steps,
-                                         strategy.num_replicas_in_sync)
+                                           FLAGS.gradient_accumulation_steps,
+                                           strategy.num_replicas_in_sync)
     class_weights = train_loop.class_weights_from_flag(
         FLAGS.class_weights, label_list, [example.label for example in train_examples])
     if class_weights is not None:
@@ -108,7 +108,7 @@ def main(_):
 
     # Created before any TensorFlow op runs (collective ops must be configured at start-up).
     strategy = strategies.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
-                                        FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
+                                          FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
     chief = strategies.is_chief(strategy)
     # Only the chief writes into output_dir; other workers keep their files to themselves.
     work_dir = FLAGS.output_dir if chief else tempfile.mkdtemp(prefix="bert_worker_")
@@ -247,7 +247,7 @@ def main(_):
         outputs.write_eval_summaries(FLAGS.output_dir, result)
         # Beyond the original: per-class metrics, macro-F1, MCC, ROC AUC, confusion matrix.
         outputs.write_json(os.path.join(FLAGS.output_dir, train_eval.REPORT_FILENAME),
-                            outputs.eval_metrics_report(eval_outputs, label_list))
+                           outputs.eval_metrics_report(eval_outputs, label_list))
 
     if FLAGS.do_predict:
         predict_file, _ = _write_inference_records(

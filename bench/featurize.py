@@ -137,7 +137,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, seconds in rows:
         print("| %s | %.2f | %.0f | %.1fx |" % (name, seconds, n / seconds,
-                                                 original_seconds / seconds))
+                                                original_seconds / seconds))
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ def setup_ours(cfg, args, total_steps):
         seed=SEED, length_multiple=cfg["length_multiple"], bucket_by_length=cfg["bucket"])
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     loop = train_loop.make_train_loop(model, optimizer, strategy, 2, BATCH,
-                                    length_multiple=cfg["length_multiple"])
+                                      length_multiple=cfg["length_multiple"])
     done = [0]
 
     def run(n):

@@ -117,7 +117,7 @@ def main() -> None:
             micro = {"ours_xla_plain": 0, "ours_pipeline": 16}.get(v) if v in (
                 "ours_xla_plain", "ours_pipeline") else int(v.rsplit("_m", 1)[1])
             step = forward.make_predict_step(model, strategy, jit_compile=jit,
-                                              micro_batch_size=micro)
+                                             micro_batch_size=micro)
             if v == "ours_pipeline":
                 from bert_classifier.workflow import features
                 record = os.path.join(tempfile.mkdtemp(prefix="probe_"), "batch.tf_record")
@@ -131,7 +131,7 @@ def main() -> None:
                                 value=[int(x) for x in values[name]]))
                             for name in features.name_to_features(args.seq)})).SerializeToString())
                 pipeline = input_pipeline.input_fn(record, args.seq, args.batch, is_training=False,
-                                             drop_remainder=False)
+                                                   drop_remainder=False)
                 iterator = iter(strategy.distribute_datasets_from_function(
                     lambda ctx, pipeline=pipeline: pipeline(ctx).repeat()))
 
@@ -184,7 +184,7 @@ def main() -> None:
             times[v].append((time.perf_counter() - t) / args.batches_per_call)
             cpu[v].append((cpu_s() - c) / args.batches_per_call)
         print(f"  round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.3f} (CPU {cpu[v][-1]:.3f})"
-                                              for v in variants) + " s/batch", flush=True)
+                                               for v in variants) + " s/batch", flush=True)
     reference = variants[0]
     print(f"\n| variant | first call s | s/batch (median of {args.rounds}) | CPU s/batch | "
           f"ex/s | vs {reference} (wall) | vs {reference} (CPU) |")
@@ -278,10 +278,10 @@ def predict_worker(args) -> None:
     strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
     model = forward.build_classifier(modeling.BertConfig.from_dict(minilm_config()), 2,
-                                      strategy)
+                                     strategy)
     v = args.predict_worker
     step = forward.make_predict_step(model, strategy, jit_compile=v.startswith("xla"),
-                                      micro_batch_size=int(v.rsplit("_m", 1)[1]))
+                                     micro_batch_size=int(v.rsplit("_m", 1)[1]))
     shapes = set()
 
     def one_pass():

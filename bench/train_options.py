@@ -114,9 +114,9 @@ def worker(args) -> None:
         seed=12345, length_multiple=length_multiple, bucket_by_length=bucket))
     iterator = iter(dataset)
     loop = train_loop.make_train_loop(model, optimizer, strategy, 2, BATCH,
-                                    gradient_accumulation_steps=accumulation,
-                                    class_weights=class_weights, loss_scaling=loss_scaling,
-                                    length_multiple=length_multiple)
+                                      gradient_accumulation_steps=accumulation,
+                                      class_weights=class_weights, loss_scaling=loss_scaling,
+                                      length_multiple=length_multiple)
 
     def run(steps):
         for _ in range(steps // STEPS_PER_CALL):

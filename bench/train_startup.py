@@ -110,16 +110,16 @@ def main() -> None:
 
     t = time.time()
     dataset_fn = input_pipeline.input_fn(record, args.max_seq_length, BATCH, is_training=True,
-                                   drop_remainder=True, seed=1,
-                                   length_multiple=args.length_multiple,
-                                   bucket_by_length=bool(args.bucket_by_length))
+                                         drop_remainder=True, seed=1,
+                                         length_multiple=args.length_multiple,
+                                         bucket_by_length=bool(args.bucket_by_length))
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     times["pipeline"] = time.time() - t
     if args.part == "setup":
         print(json.dumps({k: round(v, 3) for k, v in times.items()}))
         return
     loop = train_loop.make_train_loop(model, optimizer, strategy, 2, BATCH,
-                                    length_multiple=args.length_multiple)
+                                      length_multiple=args.length_multiple)
     one = tf.constant(1, tf.int32)
     if args.trace_first:
         t = time.time()

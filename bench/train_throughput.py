@@ -192,7 +192,7 @@ def setup_ours(shape, mode, workdir, options):
             record, SEQ_LENGTH, TRAIN_BATCH, is_training=True, drop_remainder=True, seed=0))
         iterator = iter(dataset)
         loop = train_loop.make_train_loop(model, optimizer, strategy, NUM_LABELS, TRAIN_BATCH,
-                                        jit_compile=jit)
+                                          jit_compile=jit)
 
         def run(n):
             mean_loss, last_loss = loop(iterator, tf.constant(n, tf.int32))
@@ -216,7 +216,7 @@ def setup_ours(shape, mode, workdir, options):
     # teardown -- it waits for its prefetch threads -- part of the timing: +9 s or +30 s on
     # some calls, seen as bimodal 12 vs 22 ex/s.)
     pipeline = input_pipeline.input_fn(record, SEQ_LENGTH, INFER_BATCH, is_training=False,
-                                 drop_remainder=False)
+                                       drop_remainder=False)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: pipeline(ctx).repeat()))
 

@@ -41,7 +41,7 @@ def _batches(dataset):
 def test_input_pipelines_split_each_global_batch_contiguously(record_file):
     """Two pipelines × 2 replicas see exactly the single pipeline's global batches, in order."""
     fn = input_pipeline.input_fn(record_file, 16, global_batch_size=8, is_training=True,
-                           drop_remainder=True, seed=5)
+                                 drop_remainder=True, seed=5)
     single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(6))
     parts = [_batches(fn(tf.distribute.InputContext(2, i, 4)).take(12)) for i in range(2)]
     for step, global_batch in enumerate(single):
@@ -52,13 +52,13 @@ def test_input_pipelines_split_each_global_batch_contiguously(record_file):
     # The shuffle moved examples away from file order (so the test is not trivial).
     first_ids = single[0]["input_ids"][:, 1:4]
     ordered = _batches(input_pipeline.input_fn(record_file, 16, 8, is_training=False,
-                                         drop_remainder=True)(tf.distribute.InputContext()))
+                                               drop_remainder=True)(tf.distribute.InputContext()))
     assert not np.array_equal(first_ids, ordered[0]["input_ids"][:, 1:4])
 
 
 def test_eval_batches_keep_file_order_and_partial_batch(record_file):
     fn = input_pipeline.input_fn(record_file, 16, global_batch_size=10, is_training=False,
-                           drop_remainder=False)
+                                 drop_remainder=False)
     batches = _batches(fn(tf.distribute.InputContext()))
     assert [len(b["label_ids"]) for b in batches] == [10, 10, 4]
     assert list(np.concatenate([b["is_real_example"] for b in batches])) == [1] * 21 + [0] * 3
@@ -74,9 +74,9 @@ def tiny_model():
 def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
     plain = forward.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
-                              global_step=7)
+                             global_step=7)
     xla = forward.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
-                            global_step=7, jit_compile=True)
+                           global_step=7, jit_compile=True)
     # Independent recomputation over the same records.
     spec = features.name_to_features(16)
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
@@ -102,11 +102,11 @@ def test_evaluate_with_outputs_gives_every_row(record_file, tiny_model):
     rows marked, predictions the argmax of the logits, probabilities their softmax."""
     strategy = tf.distribute.get_strategy()
     eval_outputs = forward.evaluate_with_outputs(tiny_model, 2, record_file, 16, 8, strategy,
-                                                  drop_remainder=False, global_step=7,
-                                                  jit_compile=True)
+                                                 drop_remainder=False, global_step=7,
+                                                 jit_compile=True)
     assert eval_outputs.results == forward.evaluate(tiny_model, 2, record_file, 16, 8,
-                                                     strategy, drop_remainder=False,
-                                                     global_step=7, jit_compile=True)
+                                                    strategy, drop_remainder=False,
+                                                    global_step=7, jit_compile=True)
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, features.name_to_features(16))).batch(100)))
     logits = tiny_model(data["input_ids"], data["input_mask"], data["segment_ids"]).numpy()
@@ -124,9 +124,9 @@ def test_evaluate_with_outputs_gives_every_row(record_file, tiny_model):
 def test_predict_plain_and_xla_agree(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
     plain = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                             num_examples=21)
+                            num_examples=21)
     xla = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                           num_examples=21, jit_compile=True)
+                          num_examples=21, jit_compile=True)
     assert plain.shape == (21, 2) and plain.dtype == np.float32
     np.testing.assert_allclose(plain.sum(-1), 1.0, atol=1e-6)
     np.testing.assert_allclose(xla, plain, atol=1e-5)
@@ -147,9 +147,9 @@ def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
         names = checkpoints.variables_by_checkpoint_name(model)
         optimizer = optimization.create_optimizer(1e-3, 10, 2, name_to_variable=names)
         dataset = input_pipeline.input_fn(record_file, 16, 8, is_training=True, drop_remainder=True,
-                                    seed=5)(tf.distribute.InputContext())
+                                          seed=5)(tf.distribute.InputContext())
         loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8,
-                                        jit_compile=jit_compile)
+                                          jit_compile=jit_compile)
         initial = names["output_weights"].numpy()
         iterator = iter(dataset)
         losses = [float(loop(iterator, tf.constant(2))[1]) for _ in range(2)]
@@ -185,28 +185,28 @@ def test_evaluate_and_predict_with_micro_batches(record_file, tiny_model):
     args = (tiny_model, 2, record_file, 16, 8, strategy)
     whole = forward.evaluate(*args, drop_remainder=False, global_step=1)
     micro = forward.evaluate(*args, drop_remainder=False, global_step=1, jit_compile=True,
-                              micro_batch_size=3)
+                             micro_batch_size=3)
     for key in ("eval_accuracy", "eval_loss", "loss"):
         assert micro[key] == pytest.approx(whole[key], abs=1e-5)
     plain = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                             num_examples=21)
+                            num_examples=21)
     chunked = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                               num_examples=21, jit_compile=True, micro_batch_size=3)
+                              num_examples=21, jit_compile=True, micro_batch_size=3)
     np.testing.assert_allclose(chunked, plain, atol=1e-5)
 
 
 def test_output_file_formats(tmp_path):
     path = str(tmp_path / "eval_results.txt")
     outputs.write_eval_results(path, {"loss": np.float32(0.50524807),
-                                       "eval_accuracy": np.float32(0.84558821),
-                                       "global_step": np.int64(343),
-                                       "eval_loss": np.float32(0.50524807)})
+                                      "eval_accuracy": np.float32(0.84558821),
+                                      "global_step": np.int64(343),
+                                      "eval_loss": np.float32(0.50524807)})
     with open(path) as f:
         assert f.read() == ("eval_accuracy = 0.8455882\neval_loss = 0.50524807\n"
                             "global_step = 343\nloss = 0.50524807\n")
     path = str(tmp_path / "test_results.tsv")
     n = outputs.write_test_results(path, np.array([[0.6534671, 0.3465329], [0.1, 0.9]],
-                                                   np.float32))
+                                                  np.float32))
     with open(path) as f:
         assert f.read() == "0.6534671\t0.3465329\n0.1\t0.9\n"
     assert n == 2
@@ -215,9 +215,9 @@ def test_output_file_formats(tmp_path):
 
 def test_steps_per_host_call():
     cfg = train_loop.TrainConfig(output_dir="", train_file="",
-                               max_seq_length=8, train_batch_size=8, learning_rate=1.0,
-                               num_train_steps=10, num_warmup_steps=0, iterations_per_loop=1000,
-                               log_step_count_steps=100)
+                                 max_seq_length=8, train_batch_size=8, learning_rate=1.0,
+                                 num_train_steps=10, num_warmup_steps=0, iterations_per_loop=1000,
+                                 log_step_count_steps=100)
     strategy = tf.distribute.get_strategy()
     assert train_loop._steps_per_host_call(cfg, strategy, progress_shown=False) == 100
     assert train_loop._steps_per_host_call(cfg, strategy, progress_shown=True) == 1
@@ -252,7 +252,7 @@ def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
     optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)
     optimizer.create_slots(list(names.values()))
     batch = next(iter(input_pipeline.input_fn(record_file, 16, 8, is_training=False,
-                                        drop_remainder=True)(tf.distribute.InputContext())))
+                                              drop_remainder=True)(tf.distribute.InputContext())))
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
@@ -291,7 +291,7 @@ def test_eval_loss_is_the_mean_of_batch_means_with_a_partial_last_batch(record_f
     differs from the example-weighted mean, and only the former is right."""
     strategy = tf.distribute.get_strategy()
     result = forward.evaluate(tiny_model, 2, record_file, 16, 10, strategy,
-                               drop_remainder=False, global_step=1, num_batches=3)
+                              drop_remainder=False, global_step=1, num_batches=3)
     spec = features.name_to_features(16)
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, spec)).batch(100)))
@@ -308,7 +308,7 @@ def test_resumed_input_continues_the_uninterrupted_stream(record_file):
     """After k global steps a resumed run reads the batches k, k+1, ... of an uninterrupted
     run, for one pipeline and for two pipelines of two replicas each."""
     fn = input_pipeline.input_fn(record_file, 16, global_batch_size=8, is_training=True,
-                           drop_remainder=True, seed=5)
+                                 drop_remainder=True, seed=5)
     single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(7))
     resumed = _batches(
         train_loop._skipping_steps(fn, 3)(tf.distribute.InputContext(1, 0, 1)).take(4))

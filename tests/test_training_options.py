@@ -83,7 +83,7 @@ def test_length_aware_batches_hold_the_same_examples(records):
     fixed = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False,
                                              drop_remainder=False)(tf.distribute.InputContext()))
     cut = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False, drop_remainder=False,
-                                     length_multiple=8)(tf.distribute.InputContext()))
+                                           length_multiple=8)(tf.distribute.InputContext()))
     assert len(cut) == len(fixed) == 8
     widths = [b["input_ids"].shape[1] for b in cut]
     assert len(set(widths)) > 1 and max(widths) <= SEQ and min(widths) < SEQ
@@ -107,7 +107,7 @@ def _pipeline_parts(fn, steps):
 @pytest.mark.parametrize("bucket", [False, True])
 def test_every_pipeline_sees_the_same_cut_global_batches(records, bucket):
     fn = input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True, seed=5,
-                           length_multiple=8, bucket_by_length=bucket)
+                                 length_multiple=8, bucket_by_length=bucket)
     single, pieces_per_step = _pipeline_parts(fn, 12)
     widths = [b["input_ids"].shape[1] for b in single]
     assert all(w % 8 == 0 for w in widths) and min(widths) < SEQ  # the batches were cut
@@ -157,14 +157,14 @@ def _train(records, steps_per_call=2, calls=2, seed=11, config=None, batch_size=
     optimizer = optimization.create_optimizer(learning_rate, 10, 0, name_to_variable=names)
     length_multiple = options.get("length_multiple", 0)
     dataset = input_pipeline.input_fn(records, SEQ, batch_size, is_training=True,
-                                drop_remainder=True, seed=5, length_multiple=length_multiple,
-                                )(tf.distribute.InputContext())
+                                      drop_remainder=True, seed=5, length_multiple=length_multiple,
+                                      )(tf.distribute.InputContext())
     loss_scaling = options.pop("loss_scaling", None)
     if loss_scaling:
         optimizer.create_slots(list(names.values()))
         loss_scaling = precision.LossScaling(optimizer)
     loop = train_loop.make_train_loop(model, optimizer, strategy, 2, batch_size,
-                                    loss_scaling=loss_scaling, **options)
+                                      loss_scaling=loss_scaling, **options)
     initial = names["output_weights"].numpy()
     iterator = iter(dataset)
     losses = [float(loop(iterator, tf.constant(steps_per_call))[1]) for _ in range(calls)]
@@ -200,9 +200,9 @@ def test_length_aware_predict_and_evaluate_equal_fixed(records, inference_model,
     strategy = tf.distribute.get_strategy()
     options = dict(drop_remainder=False, jit_compile=jit_compile, micro_batch_size=3)
     fixed = forward.predict(inference_model, records, SEQ, 8, strategy, num_examples=64,
-                             **options)
+                            **options)
     cut = forward.predict(inference_model, records, SEQ, 8, strategy, num_examples=64,
-                           length_multiple=8, **options)
+                          length_multiple=8, **options)
     assert cut.shape == (64, 2) and cut.dtype == np.float32
     assert np.abs(fixed - 0.5).max() > 1e-3  # not a constant output
     np.testing.assert_allclose(cut, fixed, atol=1e-5, rtol=0)
@@ -460,8 +460,9 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path
     names = checkpoints.variables_by_checkpoint_name(model)
     for name, value in checkpoints.variables_by_checkpoint_name(reference).items():
         names[name].assign(value)
-    batch = _batches(input_pipeline.input_fn(records, SEQ, 16, is_training=False,
-                                       drop_remainder=False)(tf.distribute.InputContext()), 1)[0]
+    dataset_fn = input_pipeline.input_fn(records, SEQ, 16, is_training=False,
+                                         drop_remainder=False)
+    batch = _batches(dataset_fn(tf.distribute.InputContext()), 1)[0]
     inputs = (batch["input_ids"], batch["input_mask"], batch["segment_ids"])
     bert_out = model.bert(*inputs)
     assert bert_out["sequence_output"].dtype == tf.bfloat16  # the encoder runs in bfloat16
@@ -475,7 +476,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path
     optimizer.create_slots(list(names.values()))
     loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8)
     iterator = iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                      seed=5)(tf.distribute.InputContext()))
+                                            seed=5)(tf.distribute.InputContext()))
     assert np.isfinite(float(loop(iterator, tf.constant(2))[1]))
     state = dict(names)
     state.update(optimizer.slot_variables_by_checkpoint_name(names))
@@ -496,9 +497,9 @@ def test_float16_persistent_nan_stops_training(records, tmp_path, caplog):
     # A NaN loss (NaN class weights) at every step: each step is skipped, counted and logged,
     # and the run stops after MAX_CONSECUTIVE_SKIPPED_STEPS steps in a row.
     cfg = train_loop.TrainConfig(output_dir=str(tmp_path / "nan"), train_file=records,
-                               max_seq_length=SEQ, train_batch_size=8, learning_rate=1e-3,
-                               num_train_steps=100, num_warmup_steps=0, seed=1,
-                               log_step_count_steps=8, class_weights=[float("nan")] * 2)
+                                 max_seq_length=SEQ, train_batch_size=8, learning_rate=1e-3,
+                                 num_train_steps=100, num_warmup_steps=0, seed=1,
+                                 log_step_count_steps=8, class_weights=[float("nan")] * 2)
     with pytest.raises(FloatingPointError, match=r"not finite in the last (2\d) steps at any "
                                                  r"loss scale .* at global_step (2\d)"):
         train_loop.train(_tiny(NO_DROPOUT), 2, cfg, tf.distribute.get_strategy())
@@ -521,9 +522,9 @@ def test_float16_skips_are_counted_by_the_loss_scaling(records):
     optimizer.create_slots(list(names.values()))
     scaling = precision.LossScaling(optimizer)
     loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8, loss_scaling=scaling,
-                                    class_weights=[1000.0, 1000.0])
+                                      class_weights=[1000.0, 1000.0])
     iterator = iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                      seed=5)(tf.distribute.InputContext()))
+                                            seed=5)(tf.distribute.InputContext()))
     before = {n: v.numpy() for n, v in names.items()}
     loop(iterator, tf.constant(1))
     assert int(scaling.skipped_steps.numpy()) == 1  # 2^15 overflows: skipped...

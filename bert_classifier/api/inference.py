@@ -286,7 +286,7 @@ class Classifier(_BertRunner):
         self.model = forward.build_classifier(self.bert_config, len(self.labels), strategy)
         _load(self.model, self.checkpoint, "checkpoint", "classifier")
         self._step = forward.make_predict_step(self.model, strategy, jit_compile,
-                                                micro_batch_size)
+                                               micro_batch_size)
 
     @classmethod
     def load(cls, model_dir: str, checkpoint: Optional[str] = None, *,

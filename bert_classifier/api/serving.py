@@ -67,7 +67,7 @@ class ClassifierModule(tf.Module):
 
     def _probabilities(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         logits = self._model(features["input_ids"], features["input_mask"],
-                            features["segment_ids"], training=False)
+                             features["segment_ids"], training=False)
         return tf.nn.softmax(logits, axis=-1)
 
     @tf.function(input_signature=_TEXT_PAIR)
@@ -113,9 +113,9 @@ class EncoderModule(tf.Module):
 
     def _vectors(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         outputs = self._model(features["input_ids"], features["input_mask"],
-                            features["segment_ids"], training=False)
+                              features["segment_ids"], training=False)
         return forward.pool_sequence(outputs, features["input_mask"], self.pooling,
-                                      self.normalize)
+                                     self.normalize)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def embed(self, text):

@@ -59,7 +59,7 @@ def _holder_info() -> Dict[str, object]:
 
 def _describe(info: Dict[str, object]) -> str:
     return "pid %s on host %s, started %s" % (info.get("pid", "?"), info.get("host", "?"),
-                                               info.get("start_time", "?"))
+                                              info.get("start_time", "?"))
 
 
 def _pid_running(pid: int) -> bool:

@@ -107,7 +107,8 @@ def _distributed_batches(strategy, input_file, seq_length, batch_size, drop_rema
     repeated: the loop never reaches the end of the data, so TensorFlow does not log "Local
     rendezvous is aborting with status: OUT_OF_RANGE" after every pass."""
     dataset_fn = input_pipeline.input_fn(input_file, seq_length, batch_size, is_training=False,
-                          drop_remainder=drop_remainder, length_multiple=length_multiple)
+                                         drop_remainder=drop_remainder,
+                                         length_multiple=length_multiple)
     if num_batches is None:
         yield from strategy.distribute_datasets_from_function(dataset_fn)
         return

@@ -358,7 +358,7 @@ class TrainingEvaluator:
                 self._eval_model = model
             else:
                 self._eval_model = forward.build_classifier(model.config, model.num_labels,
-                                                             self.infer_strategy)
+                                                            self.infer_strategy)
                 self._eval_variables = checkpoints.variables_by_checkpoint_name(self._eval_model)
             self._run_step = forward.make_eval_step(
                 self._eval_model, model.num_labels, self.infer_strategy, self.jit_compile,

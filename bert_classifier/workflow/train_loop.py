@@ -180,7 +180,7 @@ def accumulate_gradients(loss_and_gradients: Callable, batch: Dict[str, tf.Tenso
         micro_batch = {key: value[i] for key, value in folded.items()}
         if length_multiple:
             micro_batch = input_pipeline.cut_to_longest(micro_batch, length_multiple,
-                                         tf.shape(micro_batch["input_ids"])[1])
+                                                        tf.shape(micro_batch["input_ids"])[1])
         loss, grads = loss_and_gradients(micro_batch)
         has_gradient[:] = [g is not None for g in grads]
         return i + 1, loss_sum + loss, [
