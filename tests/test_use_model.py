@@ -40,7 +40,8 @@ def test_output_dir_stands_on_its_own(trained):
         info = json.load(f)
     assert info == {"format_version": 1, "task_name": "sim", "labels": ["0", "1"],
                     "max_seq_length": 32, "do_lower_case": True,
-                    "bert_config_file": "bert_config.json", "vocab_file": "vocab.txt"}
+                    "bert_config_file": "bert_config.json", "vocab_file": "vocab.txt",
+                    "length_multiple": 16}  # --length_multiple's default
     assert filecmp.cmp(os.path.join(out, "bert_config.json"), trained["tiny"]["config"],
                        shallow=False)
     assert filecmp.cmp(os.path.join(out, "vocab.txt"), trained["tiny"]["vocab"], shallow=False)
@@ -146,8 +147,9 @@ def test_predict_bad_inputs(trained, tmp_path):
     with pytest.raises(ValueError, match="head for 2 labels, but the label list has 3"):
         inference.Classifier.load(out, labels=["a", "b", "c"])
     with pytest.raises(ValueError, match="has no classifier head"):
+        # (max_seq_length: the tiny config's 64 positions; the config is checked first)
         inference.Classifier.load(os.path.dirname(trained["tiny"]["checkpoint"]),
-                                  labels=["0", "1"])
+                                  labels=["0", "1"], max_seq_length=32)
     # Input files: a header without text_a, a short row, bad JSON -- file and line named.
     from processors.raw_input import read_raw_examples
     bad = tmp_path / "bad.tsv"
