@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from bert_classifier.workflow import features
+from bert_classifier.core import char_tables
 from bert_classifier.core import graph_tokenizer
 import tokenization
 import tokenization_corpus as corpus
@@ -134,7 +135,7 @@ def test_corpus_matches_full_tokenizer(tokenizers, do_lower_case):
 
 
 def _all_characters():
-    return [chr(cp) for cp in range(graph_tokenizer.NUM_CODE_POINTS)
+    return [chr(cp) for cp in range(char_tables.NUM_CODE_POINTS)
             if not 0xD800 <= cp <= 0xDFFF]  # surrogates: not in decoded UTF-8
 
 
@@ -512,7 +513,7 @@ def test_saved_model_in_fresh_process(tmp_path, vocab_file, tokenizers):
     assert result["encode"][2]["input_ids"][1][:5] == [python.vocab["[CLS]"]] + \
         python.convert_tokens_to_ids(["cafe", "ok", "[SEP]"]) + [0]
 
-    tables = graph_tokenizer.build_char_tables(True)
+    tables = char_tables.build_char_tables(True)
     print("SavedModel holding only the tokenizer (2 signatures): %.0f kB, of which character "
           "tables %.0f kB and the %d-entry vocabulary's hash tables"
           % (_directory_bytes(export_dir) / 1024, tables.nbytes() / 1024, len(python.vocab)))
