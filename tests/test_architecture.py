@@ -4,6 +4,7 @@ only, and every script sets the TensorFlow environment first. Read from the sour
 lazy imports inside functions count too."""
 import ast
 import os
+import subprocess
 import sys
 from typing import Iterator, List, Tuple
 
@@ -151,3 +152,17 @@ def test_the_layer_rule_sees_a_violation(tmp_path):
     assert (line, imported, _layer(imported)) == (2, "bert_classifier.workflow.forward",
                                                   "workflow")
     assert LAYER_RANK[_layer(imported)] > LAYER_RANK["core"]
+
+
+@pytest.mark.slow
+def test_importing_the_package_does_not_import_tensorflow():
+    """`import bert_classifier` sets the environment only; Classifier loads TensorFlow on use."""
+    code = ("import sys, os, bert_classifier; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+            "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'; "
+            "print(bert_classifier.Classifier.__module__)")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "bert_classifier.api.inference"
