@@ -135,8 +135,6 @@ def progress_setting(value: str) -> Optional[bool]:
 # ---------------------------------------------------------------------------------------------
 # run_classifier.py
 # ---------------------------------------------------------------------------------------------
-LENGTH_MULTIPLE_DEFAULT = input_pipeline.DEFAULT_LENGTH_MULTIPLE
-
 CLASSIFIER_REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file",
                              "output_dir")
 
@@ -211,7 +209,7 @@ def define_run_classifier_flags() -> None:
 
 def _define_training_speed_flags() -> None:
     """Length-aware batches, mixed precision, gradient accumulation and class weights."""
-    _define("integer", "length_multiple", LENGTH_MULTIPLE_DEFAULT,
+    _define("integer", "length_multiple", input_pipeline.DEFAULT_LENGTH_MULTIPLE,
             "Cut every train/eval/predict batch to its longest example, rounded up to a multiple "
             "of this (0 = every batch keeps max_seq_length, as the original). Results equal "
             "the fixed-length ones up to float rounding; ignored on TPU (static shapes).",
