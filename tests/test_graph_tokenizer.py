@@ -121,6 +121,7 @@ def test_unicode_decode_drops_invalid_bytes_as_python():
 # ---------------------------------------------------------------- tokenize vs FullTokenizer
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_corpus_matches_full_tokenizer(tokenizers, do_lower_case):
     graph, python = tokenizers[do_lower_case]
@@ -143,6 +144,7 @@ def _in_texts(words, per_text=4096):
     return [" ".join(words[i:i + per_text]) for i in range(0, len(words), per_text)]
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_every_code_point_alone(tokenizers, do_lower_case):
     graph, python = tokenizers[do_lower_case]

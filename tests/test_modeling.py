@@ -251,6 +251,7 @@ def test_classifier_head_and_loss_match_numpy():
     np.testing.assert_allclose(big, [2000.0])  # stable for large logits
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_tf_function_xla_and_gradients():
     model = modeling.BertClassifier(modeling.BertConfig(**dict(TINY, num_hidden_layers=2)),
                                     num_labels=2)
@@ -334,6 +335,7 @@ def _max_errors(ours, theirs, mask):
     return errors
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_parity_with_hugging_face_minilm(converted_minilm):
     import transformers
     hf_dir, google_dir = converted_minilm

@@ -71,6 +71,7 @@ def tiny_model():
     return forward.build_classifier(config, 2, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
     plain = forward.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
@@ -97,6 +98,7 @@ def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
         assert xla[key] == pytest.approx(plain[key], abs=1e-5)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_evaluate_with_outputs_gives_every_row(record_file, tiny_model):
     """The per-example outputs behind eval_metrics.json: every record in file order, padding
     rows marked, predictions the argmax of the logits, probabilities their softmax."""
@@ -162,6 +164,7 @@ def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
         np.testing.assert_allclose(xla[name], value, atol=2e-5, err_msg=name)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_micro_batches_give_the_whole_batch_logits(record_file, tiny_model, jit_compile):
     spec = features.name_to_features(16)
@@ -180,6 +183,7 @@ def test_micro_batches_give_the_whole_batch_logits(record_file, tiny_model, jit_
     np.testing.assert_allclose(dynamic(batch).numpy(), whole, atol=1e-5)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_evaluate_and_predict_with_micro_batches(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
     args = (tiny_model, 2, record_file, 16, 8, strategy)

@@ -274,6 +274,7 @@ def sentence_transformer(minilm_dir):
     return SentenceTransformer(path, device="cpu")
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_sentence_vectors_equal_sentence_transformers(minilm_dir, sentence_transformer):
     """all-MiniLM-L6-v2 = mean pooling + L2 normalization over its BERT, max length 256."""
     sentences = _bbc_sentences(48)
@@ -295,6 +296,7 @@ def test_sentence_vectors_equal_sentence_transformers(minilm_dir, sentence_trans
     assert np.abs(ours - theirs).max() <= 1e-5, np.abs(ours - theirs).max()
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_cls_and_pooled_vectors_equal_hugging_face(minilm_dir, hf_minilm):
     texts = [("The quick brown fox", "jumps over the lazy dog"), "Hello world",
              "A somewhat longer sentence about markets, profits and the economy."]
