@@ -21,7 +21,7 @@ checkpoint -- beside bert_config.json, vocab.txt and model_info.json: usable as
 --init_checkpoint (or as a model_dir) and readable by Google's original code.
 """
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
-import script_env  # noqa: F401  (first: before TensorFlow is imported)
+from bert_classifier.cli import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
 import os
 
@@ -29,15 +29,16 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
-import classifier_flags  # noqa: E402
-import cli  # noqa: E402
-import fused_ops  # noqa: E402
-import graph_tokenizer  # noqa: E402
-import inference  # noqa: E402
-import kill_points  # noqa: E402
-import model_dir  # noqa: E402
-import serving  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
+from bert_classifier.cli import errors  # noqa: E402
+from bert_classifier.core import fused_ops  # noqa: E402
+from bert_classifier.core import graph_tokenizer  # noqa: E402
+from bert_classifier.core import kill_points  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.workflow import model_dir  # noqa: E402
+from bert_classifier.api import serving  # noqa: E402
 
 classifier_flags.define_export_flags()
 FLAGS = classifier_flags.FLAGS
@@ -51,25 +52,13 @@ def _check_export_dir(path: str) -> None:
                          % path)
 
 
-def _write_into_place(export_dir: str, write) -> None:
-    """Runs write(folder) on a temporary sibling folder, then renames it to export_dir, so an
+def _write_new_folder(export_dir: str, write) -> None:
+    """Runs write(folder) on a temporary sibling of export_dir (files.into_place), so an
     interrupted export never leaves a half-written export_dir."""
-    parent = os.path.dirname(os.path.abspath(export_dir)) if "://" not in export_dir else \
-        os.path.dirname(export_dir)
-    tf.io.gfile.makedirs(parent)
-    tmp = "%s.tmp-%d" % (export_dir.rstrip("/"), os.getpid())
-    if tf.io.gfile.exists(tmp):
-        tf.io.gfile.rmtree(tmp)
-    try:
-        write(tmp)
+    tf.io.gfile.makedirs(os.path.dirname(export_dir.rstrip("/")) or ".")
+    with files.into_place(export_dir) as folder:
+        write(folder)
         kill_points.reached("export_written")
-        if tf.io.gfile.exists(export_dir):
-            tf.io.gfile.rmtree(export_dir)  # empty (checked first)
-        tf.io.gfile.rename(tmp, export_dir)
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.rmtree(tmp)
-        raise
 
 
 def export_weights(classifier: inference.Classifier, export_dir: str) -> str:
@@ -82,8 +71,9 @@ def export_weights(classifier: inference.Classifier, export_dir: str) -> str:
         checkpoints.write_checkpoint(os.path.join(folder, WEIGHTS_CHECKPOINT), names)
         model_dir.write_model_info(folder, info.task_name or "", classifier.labels,
                                    info.max_seq_length, info.do_lower_case,
-                                   info.bert_config_file, info.vocab_file)
-    _write_into_place(export_dir, write)
+                                   info.bert_config_file, info.vocab_file,
+                                   length_multiple=info.length_multiple)
+    _write_new_folder(export_dir, write)
     return os.path.join(export_dir, WEIGHTS_CHECKPOINT)
 
 
@@ -92,9 +82,8 @@ def export_saved_model(module: tf.Module, export_dir: str) -> None:
     traces the module's functions again, so it too runs with the plain TensorFlow ops."""
     with fused_ops.plain_ops():
         signatures = module.signatures()
-        _write_into_place(export_dir,
-                          lambda folder: tf.saved_model.save(module, folder,
-                                                             signatures=signatures))
+        _write_new_folder(export_dir, lambda folder: tf.saved_model.save(
+            module, folder, signatures=signatures))
 
 
 def main(_):
@@ -114,16 +103,17 @@ def main(_):
         tokenizer = graph_tokenizer.GraphTokenizer(info.vocab_file, info.do_lower_case,
                                                    info.max_seq_length)
         export_saved_model(serving.EncoderModule(encoder.bert, tokenizer, FLAGS.pooling,
-                                                 FLAGS.normalize), FLAGS.export_dir)
+                                                 FLAGS.normalize, info.length_multiple),
+                           FLAGS.export_dir)
         logging.info("Exported the %s-pooling encoder of %s (max_seq_length %d, hidden %d) to %s",
                      FLAGS.pooling, encoder.checkpoint, info.max_seq_length,
                      encoder.hidden_size, FLAGS.export_dir)
         return
     classifier = inference.Classifier.load(FLAGS.model_dir, FLAGS.checkpoint,
-                                           labels=cli.labels_from_flags(
+                                           labels=errors.labels_from_flags(
                                                FLAGS.labels, FLAGS.task_name,
                                                FLAGS.processor_module),
-                                           flag_hint=cli.FALLBACK_FLAGS,
+                                           flag_hint=errors.FALLBACK_FLAGS,
                                            **common)
     if FLAGS.weights_only:
         path = export_weights(classifier, FLAGS.export_dir)
@@ -133,15 +123,20 @@ def main(_):
     info = classifier.info
     tokenizer = graph_tokenizer.GraphTokenizer(info.vocab_file, info.do_lower_case,
                                                info.max_seq_length)
-    export_saved_model(serving.ClassifierModule(classifier.model, tokenizer, classifier.labels),
-                       FLAGS.export_dir)
+    export_saved_model(serving.ClassifierModule(classifier.model, tokenizer, classifier.labels,
+                                                info.length_multiple), FLAGS.export_dir)
     logging.info("Exported the classifier of %s (labels %s, max_seq_length %d) to %s",
                  classifier.checkpoint, classifier.labels, info.max_seq_length, FLAGS.export_dir)
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `bert-export-saved-model` command installed by `pip install .`."""
     for name in ("model_dir", "export_dir"):
         classifier_flags.flags.mark_flag_as_required(name)
-    app.run(cli.main_with_clean_errors(
+    app.run(errors.main_with_clean_errors(
         main, "export_saved_model.py",
         interrupted=lambda: "%s left as it was" % FLAGS.export_dir))
+
+
+if __name__ == "__main__":
+    console_main()

@@ -22,7 +22,7 @@ import collections
 import io
 import json
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
-import script_env  # noqa: F401  (first: before TensorFlow is imported)
+from bert_classifier.cli import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
 import os
 import re
@@ -33,12 +33,15 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import classifier_flags  # noqa: E402
-import cli  # noqa: E402
-import inference  # noqa: E402
-import model_dir  # noqa: E402
-import preflight  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
+from bert_classifier.core import progress  # noqa: E402
+from bert_classifier.cli import errors  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.workflow import model_dir  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
+from bert_classifier.workflow import input_pipeline  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
 from processors import set_input_encoding  # noqa: E402
 from processors.base import decode_text  # noqa: E402
 
@@ -154,7 +157,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 def main(_):
     logging.set_verbosity(logging.INFO)
-    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    strategies.configure_cpu_devices(FLAGS.num_cpu_devices)
     # The checks before any work (preflight.py); the model's own (config, vocab, max_seq_length,
     # checkpoint) run when the Encoder is built, before any text is read.
     preflight.check_case(FLAGS.do_lower_case, FLAGS.init_checkpoint)
@@ -172,41 +175,44 @@ def main(_):
         tf.io.gfile.makedirs(output_dir)
     info = _model_info()
 
-    strategy = training.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
-                                        FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
-    if training.is_multi_worker(strategy):
-        if not training.is_chief(strategy):
-            return
-        # As run_classifier's eval/predict: the chief computes by itself, on its own devices.
-        strategy = training.create_strategy("one_device")
-    training.check_batch_size("batch_size", FLAGS.batch_size, strategy)
+    strategy = strategies.create_strategy(FLAGS.distribution_strategy, FLAGS.use_tpu,
+                                          FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project)
+    if not strategies.is_chief(strategy):
+        return
+    strategy = strategies.inference_strategy(strategy)  # as run_classifier's eval/predict
+    input_pipeline.check_batch_size("batch_size", FLAGS.batch_size, strategy)
     encoder = inference.Encoder(info, strategy=strategy, jit_compile=FLAGS.xla_inference,
                                 batch_size=FLAGS.batch_size, checkpoint_flag="init_checkpoint")
     examples = read_examples(FLAGS.input_file)
     logging.info("Extracting %s for %d line(s) of %s with checkpoint %s (max_seq_length %d)",
                  "%s vectors" % FLAGS.pooling if FLAGS.pooling else "layers %s" % layer_indexes,
                  len(examples), FLAGS.input_file, encoder.checkpoint, encoder.max_seq_length)
-    progress = classifier_flags.progress_setting(FLAGS.progress_bar)
+    show_progress = progress.enabled_setting(FLAGS.progress_bar)
 
     if FLAGS.pooling:
         vectors = encoder.encode(examples, pooling=FLAGS.pooling, normalize=FLAGS.normalize,
-                                 progress=progress)
+                                 progress=show_progress)
         if FLAGS.output_file.endswith(".npy"):
-            training.write_file_atomically(FLAGS.output_file, _npy_bytes(vectors))
+            files.write_file(FLAGS.output_file, _npy_bytes(vectors))
         else:
-            training.write_file_atomically(
+            files.write_file(
                 FLAGS.output_file, (_vector_line(i, v) for i, v in enumerate(vectors)))
     else:
         # Streamed: the original's format is about 15 kB per token and layer set.
-        training.write_file_atomically(FLAGS.output_file, (
+        files.write_file(FLAGS.output_file, (
             _token_features_line(index, item, layer_indexes) for index, item in
-            enumerate(encoder.layer_outputs(examples, layer_indexes, progress=progress))))
+            enumerate(encoder.layer_outputs(examples, layer_indexes, progress=show_progress))))
     logging.info("Wrote %s", FLAGS.output_file)
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `bert-extract-features` command installed by `pip install .`."""
     for name in classifier_flags.EXTRACT_REQUIRED_FLAGS:
         classifier_flags.flags.mark_flag_as_required(name)
-    app.run(cli.main_with_clean_errors(
+    app.run(errors.main_with_clean_errors(
         main, "extract_features.py",
         interrupted=lambda: "%s left as it was" % FLAGS.output_file))
+
+
+if __name__ == "__main__":
+    console_main()

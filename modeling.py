@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Union  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-import fused_ops  # noqa: E402
+from bert_classifier.core import fused_ops  # noqa: E402
 
 # The original's LayerNorm is tf.contrib.layers.layer_norm, whose epsilon is 1e-12.
 LAYER_NORM_EPSILON = 1e-12

@@ -13,7 +13,7 @@ prints them (the same numbers as run_classifier.py --do_predict for the same tex
 noise). Texts longer than max_seq_length are truncated as in training; the log says how many.
 """
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
-import script_env  # noqa: F401  (first: before TensorFlow is imported)
+from bert_classifier.cli import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
 import os
 import sys
@@ -22,11 +22,14 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import classifier_flags  # noqa: E402
-import cli  # noqa: E402
-import inference  # noqa: E402
-import training  # noqa: E402
-import preflight  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
+from bert_classifier.core import progress  # noqa: E402
+from bert_classifier.cli import errors  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.workflow import outputs  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
 from processors import InputExample, set_input_encoding  # noqa: E402
 from processors import raw_input  # noqa: E402
 
@@ -66,7 +69,7 @@ def _read_examples() -> list:
 
 def main(_):
     logging.set_verbosity(logging.INFO)
-    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    strategies.configure_cpu_devices(FLAGS.num_cpu_devices)
     preflight.check_positive_int("batch_size", FLAGS.batch_size)
     preflight.check_encoding("encoding", FLAGS.encoding)
     # Before any work: the output must be writable (its folder is made, as extract_features
@@ -77,37 +80,42 @@ def main(_):
     set_input_encoding(FLAGS.encoding)
     examples = _read_examples()
 
-    strategy = training.create_strategy(FLAGS.distribution_strategy)
+    strategy = strategies.create_strategy(FLAGS.distribution_strategy)
     classifier = inference.Classifier.load(
         FLAGS.model_dir, FLAGS.checkpoint,
-        labels=cli.labels_from_flags(FLAGS.labels, FLAGS.task_name, FLAGS.processor_module),
+        labels=errors.labels_from_flags(FLAGS.labels, FLAGS.task_name, FLAGS.processor_module),
         do_lower_case=FLAGS.do_lower_case, max_seq_length=FLAGS.max_seq_length,
         bert_config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
         strategy=strategy, jit_compile=FLAGS.xla_inference, batch_size=FLAGS.batch_size,
-        micro_batch_size=FLAGS.inference_micro_batch_size, flag_hint=cli.FALLBACK_FLAGS)
+        micro_batch_size=FLAGS.inference_micro_batch_size, flag_hint=errors.FALLBACK_FLAGS)
     logging.info("Predicting %d example(s) with checkpoint %s (labels %s, max_seq_length %d)",
                  len(examples), classifier.checkpoint, classifier.labels,
                  classifier.max_seq_length)
 
     result = classifier.predict([(e.text_a, e.text_b) for e in examples],
-                                progress=classifier_flags.progress_setting(FLAGS.progress_bar))
+                                progress=progress.enabled_setting(FLAGS.progress_bar))
     truncated = int(result.truncated.sum())
     if truncated:
         logging.warning("%d of %d example(s) were longer than max_seq_length=%d tokens and were "
                         "truncated (as in training)", truncated, len(examples),
                         classifier.max_seq_length)
-    table = training.prediction_table([e.guid for e in examples], result.probabilities,
-                                      result.label_names)
+    table = outputs.prediction_table([e.guid for e in examples], result.probabilities,
+                                     result.label_names)
     if FLAGS.output_file == "-":
         sys.stdout.write(table)
         sys.stdout.flush()
     else:
-        training.write_file_atomically(FLAGS.output_file, table)
+        files.write_file(FLAGS.output_file, table)
         logging.info("Wrote %d prediction(s) to %s", len(examples), FLAGS.output_file)
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `bert-predict` command installed by `pip install .`."""
     classifier_flags.flags.mark_flag_as_required("model_dir")
-    app.run(cli.main_with_clean_errors(
+    app.run(errors.main_with_clean_errors(
         main, "predict.py", interrupted=lambda: None if FLAGS.output_file == "-"
         else "%s left as it was" % FLAGS.output_file))
+
+
+if __name__ == "__main__":
+    console_main()

@@ -12,20 +12,20 @@ bert_classifier/workflow/run.py: the same code path as `bert_classifier.fine_tun
 """
 
 # The environment TensorFlow reads at import (tf_keras, the BFC allocator, quiet C++ logs).
-import script_env  # noqa: F401  (first: before TensorFlow is imported)
+from bert_classifier.cli import script_env  # noqa: F401  (first: before TensorFlow is imported)
 
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-import classifier_flags  # noqa: E402
-import cli  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.cli import errors  # noqa: E402
 from bert_classifier.workflow import run as workflow  # noqa: E402
 
 # Re-exported so that user code written for the original keeps working, e.g.
 # `from run_classifier import DataProcessor, InputExample`.
 from processors import (  # noqa: E402,F401
     DataProcessor, InputExample, InputFeatures, PaddingInputExample, register_processor)
-from features import (  # noqa: E402,F401
+from bert_classifier.workflow.features import (  # noqa: E402,F401
     _truncate_seq_pair, convert_examples_to_features, convert_single_example,
     file_based_convert_examples_to_features)
 
@@ -43,7 +43,7 @@ def main(_):
 def console_main() -> None:
     """The `bert-run-classifier` command installed by `pip install .`."""
     classifier_flags.mark_required()
-    app.run(cli.main_with_clean_errors(
+    app.run(errors.main_with_clean_errors(
         main, "run_classifier.py",
         interrupted=lambda: "%s keeps what was finished (files written whole, checkpoints); "
         "the same command goes on from its latest checkpoint" % FLAGS.output_dir))

@@ -95,7 +95,7 @@ def minilm_classifier_dir(work: str, python: str, head: dict = None) -> str:
 import json, shutil, sys
 sys.path.insert(0, {REPO_ROOT!r})
 import numpy as np, tensorflow as tf
-import checkpoints
+from bert_classifier.core import checkpoints
 reader = tf.train.load_checkpoint({MINILM_DIR!r} + "/bert_model.ckpt")
 values = {{n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
           if n.startswith("bert/")}}

@@ -31,7 +31,7 @@ sys.path.insert(0, REPO_ROOT)
 from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import features  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
 import tokenization  # noqa: E402
 from processors import InputExample  # noqa: E402
 
@@ -139,7 +139,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, seconds in rows:
         print("| %s | %.2f | %.0f | %.1fx |" % (name, seconds, n / seconds,
-                                                 original_seconds / seconds))
+                                                original_seconds / seconds))
 
 
 if __name__ == "__main__":

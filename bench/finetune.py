@@ -12,8 +12,8 @@ speed), batch 32, dropout 0.1, learning rate 5e-5 with 10% warmup, `--steps` ste
 default job's 2 epochs of 1,200 examples), then `--steady_steps` more.
 
 Configurations (CONFIGS):
-  ours_fixed / ours_len16 / ours_bucket16 [_bf16]: the project's path (training.input_fn over
-      the .tf_record -> training.make_train_loop, Google's AdamWeightDecay, clip 1.0) with
+  ours_fixed / ours_len16 / ours_bucket16 [_bf16]: the project's path (input_pipeline.input_fn over
+      the .tf_record -> train_loop.make_train_loop, Google's AdamWeightDecay, clip 1.0) with
       --length_multiple=0 / 16 / 16 + --bucket_by_length, --precision float32 / bfloat16;
   hf_eager / hf_compile [_bf16]: transformers' BertForSequenceClassification on PyTorch, a
       DataLoader (shuffled) with DataCollatorWithPadding (each batch padded to its longest),
@@ -124,7 +124,7 @@ def prepare_task(task: str, workdir: str) -> dict:
     length [N] (real tokens). Returns their paths and statistics."""
     sys.path.insert(0, REPO_ROOT)
     import numpy as np
-    import features
+    from bert_classifier.workflow import features
     import tokenization
     from common import MINILM_DIR, bbc_short_pairs
     from processors import InputExample, get_processor
@@ -167,30 +167,33 @@ def setup_ours(cfg, args, total_steps):
     sys.path.insert(0, REPO_ROOT)
     import numpy as np
     import tensorflow as tf
-    import checkpoints
+    from bert_classifier.core import checkpoints
     import modeling
     import optimization
-    import precision
-    import training
+    from bert_classifier.core import precision
+    from bert_classifier.workflow import forward
+    from bert_classifier.workflow import input_pipeline
+    from bert_classifier.workflow import strategies
+    from bert_classifier.workflow import train_loop
     from common import MINILM_DIR
 
     precision.check_supported(cfg["precision"], use_tpu=False)  # bfloat16: a CPU that has it
     precision.set_policy(cfg["precision"])
     config = modeling.BertConfig.from_json_file(os.path.join(MINILM_DIR, "bert_config.json"))
-    strategy = training.create_strategy("one_device")
+    strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
-    model = training.build_classifier(config, 2, strategy)
+    model = forward.build_classifier(config, 2, strategy)
     names = checkpoints.variables_by_checkpoint_name(model)
     with strategy.scope():
         optimizer = optimization.create_optimizer(
             LEARNING_RATE, total_steps, _num_warmup(total_steps), name_to_variable=names)
         optimizer.create_slots(list(names.values()))
-    dataset_fn = training.input_fn(
+    dataset_fn = input_pipeline.input_fn(
         args.record, args.max_seq_length, BATCH, is_training=True, drop_remainder=True,
         seed=SEED, length_multiple=cfg["length_multiple"], bucket_by_length=cfg["bucket"])
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    loop = training.make_train_loop(model, optimizer, strategy, 2, BATCH,
-                                    length_multiple=cfg["length_multiple"])
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, BATCH,
+                                      length_multiple=cfg["length_multiple"])
     done = [0]
 
     def run(n):

@@ -114,14 +114,12 @@ def main() -> None:
     from common import environment_line  # versions and thread settings, for the record
     print(environment_line(), flush=True)
 
-    # This script has the project module's name: the repository must come first on the path.
-    sys.path[:] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")] + [
-        p for p in sys.path if os.path.abspath(p or os.curdir) != BENCH_DIR] + [BENCH_DIR]
+    sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
     from absl import logging  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import features  # pylint: disable=g-import-not-at-top
-    import graph_tokenizer  # pylint: disable=g-import-not-at-top
+    from bert_classifier.workflow import features  # pylint: disable=g-import-not-at-top
+    from bert_classifier.core import graph_tokenizer  # pylint: disable=g-import-not-at-top
     import tokenization  # pylint: disable=g-import-not-at-top
     import tokenization_corpus  # pylint: disable=g-import-not-at-top
     from featurize import _package_dir, bbc_pairs  # pylint: disable=g-import-not-at-top

@@ -8,14 +8,14 @@ alternate the variants, so the load of a shared machine hits them alike. Reporte
 call (trace + compile + 1 batch) and the median seconds per batch over the rounds.
 
 Variants (--variants):
-  ours_xla_m16   training.make_predict_step(jit_compile=True, micro_batch_size=16): the default
+  ours_xla_m16   forward.make_predict_step(jit_compile=True, micro_batch_size=16): the default
   ours_xla_m0    the same, whole batch at once (--inference_micro_batch_size=0)
   ours_xla_m32   micro-batches of 32
   ours_xla_plain XLA, whole batch, fused_ops off (plain TensorFlow ops inside the cluster)
   ours_noxla_m0  op by op (--xla_inference=false), whole batch
   ours_noxla_m16 op by op, micro-batches of 16
   ours_pipeline  the default step (XLA, micro-batches of 16) fed as predict feeds it: the same
-                 batch written to a .tf_record, read by training.input_fn (repeated) through
+                 batch written to a .tf_record, read by input_pipeline.input_fn (repeated) through
                  strategy.distribute_datasets_from_function, as bench/train_throughput.py does
   official_xla   official BertClassifier, softmax, tf.function(jit_compile=True)
   official       the same without XLA
@@ -84,9 +84,11 @@ def main() -> None:
     sys.path[:0] = [REPO_ROOT, BENCH_DIR]
     import numpy as np
     import tensorflow as tf
-    import fused_ops
+    from bert_classifier.core import fused_ops
     import modeling
-    import training
+    from bert_classifier.workflow import forward
+    from bert_classifier.workflow import input_pipeline
+    from bert_classifier.workflow import strategies
     from common import official_bert_classifier
 
     layers, hidden, heads, inter = SHAPES[args.shape]
@@ -106,20 +108,20 @@ def main() -> None:
                        "input_type_ids": batch["segment_ids"]}
 
     steps = {}
-    strategy = training.create_strategy("one_device")
+    strategy = strategies.create_strategy("one_device")
     if any(v.startswith("ours") for v in variants):
         tf.random.set_seed(0)
-        model = training.build_classifier(modeling.BertConfig.from_dict(config), 2, strategy)
+        model = forward.build_classifier(modeling.BertConfig.from_dict(config), 2, strategy)
         for v in variants:
             if not v.startswith("ours"):
                 continue
             jit = "_xla" in v or v == "ours_pipeline"
             micro = {"ours_xla_plain": 0, "ours_pipeline": 16}.get(v) if v in (
                 "ours_xla_plain", "ours_pipeline") else int(v.rsplit("_m", 1)[1])
-            step = training.make_predict_step(model, strategy, jit_compile=jit,
-                                              micro_batch_size=micro)
+            step = forward.make_predict_step(model, strategy, jit_compile=jit,
+                                             micro_batch_size=micro)
             if v == "ours_pipeline":
-                import features
+                from bert_classifier.workflow import features
                 record = os.path.join(tempfile.mkdtemp(prefix="probe_"), "batch.tf_record")
                 with tf.io.TFRecordWriter(record) as writer:
                     for i in range(args.batch):
@@ -130,8 +132,8 @@ def main() -> None:
                             name: tf.train.Feature(int64_list=tf.train.Int64List(
                                 value=[int(x) for x in values[name]]))
                             for name in features.name_to_features(args.seq)})).SerializeToString())
-                pipeline = training.input_fn(record, args.seq, args.batch, is_training=False,
-                                             drop_remainder=False)
+                pipeline = input_pipeline.input_fn(record, args.seq, args.batch, is_training=False,
+                                                   drop_remainder=False)
                 iterator = iter(strategy.distribute_datasets_from_function(
                     lambda ctx, pipeline=pipeline: pipeline(ctx).repeat()))
 
@@ -184,7 +186,7 @@ def main() -> None:
             times[v].append((time.perf_counter() - t) / args.batches_per_call)
             cpu[v].append((cpu_s() - c) / args.batches_per_call)
         print(f"  round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.3f} (CPU {cpu[v][-1]:.3f})"
-                                              for v in variants) + " s/batch", flush=True)
+                                               for v in variants) + " s/batch", flush=True)
     reference = variants[0]
     print(f"\n| variant | first call s | s/batch (median of {args.rounds}) | CPU s/batch | "
           f"ex/s | vs {reference} (wall) | vs {reference} (CPU) |")
@@ -207,7 +209,7 @@ def predict_main(args) -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path[:0] = [REPO_ROOT, BENCH_DIR]
-    import features
+    from bert_classifier.workflow import features
     import tokenization
     from common import MINILM_DIR, bbc_short_pairs
     from processors import InputExample, get_processor
@@ -268,24 +270,24 @@ def predict_worker(args) -> None:
     import numpy as np
     import tensorflow as tf
     import modeling
-    import training
+    from bert_classifier.workflow import forward, input_pipeline, strategies
     from common import minilm_config
 
     def cpu_s():
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
 
-    strategy = training.create_strategy("one_device")
+    strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
-    model = training.build_classifier(modeling.BertConfig.from_dict(minilm_config()), 2,
-                                      strategy)
+    model = forward.build_classifier(modeling.BertConfig.from_dict(minilm_config()), 2,
+                                     strategy)
     v = args.predict_worker
-    step = training.make_predict_step(model, strategy, jit_compile=v.startswith("xla"),
-                                      micro_batch_size=int(v.rsplit("_m", 1)[1]))
+    step = forward.make_predict_step(model, strategy, jit_compile=v.startswith("xla"),
+                                     micro_batch_size=int(v.rsplit("_m", 1)[1]))
     shapes = set()
 
     def one_pass():
-        dataset = strategy.distribute_datasets_from_function(training.input_fn(
+        dataset = strategy.distribute_datasets_from_function(input_pipeline.input_fn(
             args.record, args.max_seq_length, args.batch, is_training=False,
             drop_remainder=False, length_multiple=args.length_multiple))
         for batch in dataset:

@@ -28,7 +28,7 @@ from e2e_util import read_eval_results  # noqa: E402
 
 # Runs run_classifier.py as __main__ after making precision.check_supported see a bfloat16 CPU.
 _EMULATED = (
-    "import sys, runpy; sys.path.insert(0, {root!r}); import precision; "
+    "import sys, runpy; sys.path.insert(0, {root!r}); from bert_classifier.core import precision; "
     "precision.cpu_bfloat16_flags = lambda *a, **k: {{'emulated'}}; "
     "precision.onednn_enabled = lambda: True; "
     "sys.argv = ['run_classifier.py'] + sys.argv[1:]; "

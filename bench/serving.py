@@ -55,8 +55,8 @@ def main() -> None:
 
     import numpy as np
     import tensorflow as tf
-    import features
-    import inference
+    from bert_classifier.workflow import features
+    from bert_classifier.api import inference
 
     saved = tf.saved_model.load(export_dir)
     serve, from_ids = saved.signatures["serving_default"], saved.signatures["from_ids"]

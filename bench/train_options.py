@@ -7,14 +7,14 @@ Each configuration runs in its own fresh process (so compilations and allocator 
 cold, as in a real run) on the real data of the default job: `data/sim_bbc` featurized with the
 MiniLM vocabulary at --max_seq_length, the MiniLM-L6 architecture of
 `pretrained/minilm_L-6_H-384_A-12` (random weights: same speed), batch 32, dropout 0.1, through
-the project's own path (`training.input_fn` -> `training.make_train_loop`, predict's
-`training.predict`). Reported per configuration:
+the project's own path (`input_pipeline.input_fn` -> `train_loop.make_train_loop`, predict's
+`forward.predict`). Reported per configuration:
 
   job_s      the time of the job's first --steps training steps (75 = the default job's 2
              epochs), host calls of 25 steps: what a run pays, first-call compilation included
              (every new batch length compiles the fused kernels once more);
   ex/s       examples/s over --steady_steps more steps, after those (steady state);
-  eval_s     training.evaluate over the dev set (300 pairs, batch 8, run_classifier's
+  eval_s     forward.evaluate over the dev set (300 pairs, batch 8, run_classifier's
              defaults: op by op, micro-batches of 16): first pass / second pass; an
              evaluation during training (--eval_every_steps) costs about the second pass;
   predict_s  predict over the dev set, the same way: first pass / second pass;
@@ -60,7 +60,7 @@ def featurize(workdir: str, max_seq_length: int) -> dict:
     "dev": path, "train_count": n, "dev_count": n} (bench/train_startup.py uses it too)."""
     sys.path.insert(0, REPO_ROOT)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import features
+    from bert_classifier.workflow import features
     import tokenization
     from processors import get_processor
     processor = get_processor("sim")
@@ -87,33 +87,36 @@ def worker(args) -> None:
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as run_classifier.py
     import numpy as np
     import tensorflow as tf
-    import checkpoints
+    from bert_classifier.core import checkpoints
     import modeling
     import optimization
-    import precision
-    import training
+    from bert_classifier.core import precision
+    from bert_classifier.workflow import forward
+    from bert_classifier.workflow import input_pipeline
+    from bert_classifier.workflow import strategies
+    from bert_classifier.workflow import train_loop
 
     length_multiple, bucket, accumulation, class_weights = ALL_CONFIGS[args.config]
     precision.set_policy(args.precision)
     config = modeling.BertConfig.from_json_file(os.path.join(MODEL_DIR, "bert_config.json"))
-    strategy = training.create_strategy("one_device")
+    strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
-    model = training.build_classifier(config, 2, strategy)
+    model = forward.build_classifier(config, 2, strategy)
     names = checkpoints.variables_by_checkpoint_name(model)
     with strategy.scope():
         optimizer = optimization.create_optimizer(5e-5, 1000, 7, name_to_variable=names)
         optimizer.create_slots(list(names.values()))
-        # mixed_float16 (a GPU): dynamic loss scaling, as training.train sets it up.
+        # mixed_float16 (a GPU): dynamic loss scaling, as train_loop.train sets it up.
         loss_scaling = (precision.LossScaling(optimizer)
                         if precision.compute_dtype(model) == tf.float16 else None)
-    dataset = strategy.distribute_datasets_from_function(training.input_fn(
+    dataset = strategy.distribute_datasets_from_function(input_pipeline.input_fn(
         args.train_file, args.max_seq_length, BATCH, is_training=True, drop_remainder=True,
         seed=12345, length_multiple=length_multiple, bucket_by_length=bucket))
     iterator = iter(dataset)
-    loop = training.make_train_loop(model, optimizer, strategy, 2, BATCH,
-                                    gradient_accumulation_steps=accumulation,
-                                    class_weights=class_weights, loss_scaling=loss_scaling,
-                                    length_multiple=length_multiple)
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, BATCH,
+                                      gradient_accumulation_steps=accumulation,
+                                      class_weights=class_weights, loss_scaling=loss_scaling,
+                                      length_multiple=length_multiple)
 
     def run(steps):
         for _ in range(steps // STEPS_PER_CALL):
@@ -129,11 +132,11 @@ def worker(args) -> None:
     steady_s, steady_cpu = timed(lambda: run(args.steady_steps))
     # Eval and predict as run_classifier's defaults: op by op (--xla_inference=false),
     # micro-batches of 16, batches cut by the configuration's --length_multiple.
-    evals = [timed(lambda: training.evaluate(
+    evals = [timed(lambda: forward.evaluate(
         model, 2, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
         drop_remainder=False, global_step=0, progress_bar=False, micro_batch_size=16,
         length_multiple=length_multiple)) for _ in range(2)]
-    predict = [timed(lambda: training.predict(
+    predict = [timed(lambda: forward.predict(
         model, args.dev_file, args.max_seq_length, PREDICT_BATCH, strategy,
         drop_remainder=False, num_examples=args.dev_count, progress_bar=False,
         micro_batch_size=16, length_multiple=length_multiple)) for _ in range(2)]

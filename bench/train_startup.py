@@ -53,11 +53,14 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
     tf_imported = time.time()
-    import checkpoints
+    from bert_classifier.core import checkpoints
     import modeling
     import optimization
-    import precision
-    import training
+    from bert_classifier.core import precision
+    from bert_classifier.workflow import forward
+    from bert_classifier.workflow import input_pipeline
+    from bert_classifier.workflow import strategies
+    from bert_classifier.workflow import train_loop
     import train_options
     times = {"import tensorflow": tf_imported - START,
              "import project": time.time() - tf_imported}
@@ -72,9 +75,9 @@ def main() -> None:
 
     t = time.time()
     config = modeling.BertConfig.from_json_file(os.path.join(MODEL_DIR, "bert_config.json"))
-    strategy = training.create_strategy("one_device")
+    strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
-    model = training.build_classifier(config, 2, strategy)
+    model = forward.build_classifier(config, 2, strategy)
     times["model"] = time.time() - t
     t = time.time()
     names = checkpoints.variables_by_checkpoint_name(model)
@@ -108,17 +111,17 @@ def main() -> None:
         return
 
     t = time.time()
-    dataset_fn = training.input_fn(record, args.max_seq_length, BATCH, is_training=True,
-                                   drop_remainder=True, seed=1,
-                                   length_multiple=args.length_multiple,
-                                   bucket_by_length=bool(args.bucket_by_length))
+    dataset_fn = input_pipeline.input_fn(record, args.max_seq_length, BATCH, is_training=True,
+                                         drop_remainder=True, seed=1,
+                                         length_multiple=args.length_multiple,
+                                         bucket_by_length=bool(args.bucket_by_length))
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     times["pipeline"] = time.time() - t
     if args.part == "setup":
         print(json.dumps({k: round(v, 3) for k, v in times.items()}))
         return
-    loop = training.make_train_loop(model, optimizer, strategy, 2, BATCH,
-                                    length_multiple=args.length_multiple)
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, BATCH,
+                                      length_multiple=args.length_multiple)
     one = tf.constant(1, tf.int32)
     if args.trace_first:
         t = time.time()

@@ -3,9 +3,9 @@ as given and compiled (torch.compile, XLA).
 
 Frameworks (each in its own worker subprocess, so threads never fight and peak RSS is
 per framework, shape and mode):
-  * ours:     the project's real path. `training.build_classifier` +
-              `optimization.create_optimizer` + `training.make_train_loop`, fed by
-              `training.input_fn` (tf.data over a real .tf_record written with the project's
+  * ours:     the project's real path. `forward.build_classifier` +
+              `optimization.create_optimizer` + `train_loop.make_train_loop`, fed by
+              `input_pipeline.input_fn` (tf.data over a real .tf_record written with the project's
               record spec) through `strategy.distribute_datasets_from_function`, running
               `--steps` steps per host call (run_classifier's iterations_per_loop). Inference:
               predict()'s step (`strategy.run` of model + softmax under tf.function, one
@@ -149,11 +149,14 @@ def setup_ours(shape, mode, workdir, options):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     import tensorflow as tf
-    import checkpoints
-    import features
+    from bert_classifier.core import checkpoints
+    from bert_classifier.workflow import features
     import modeling
     import optimization
-    import training
+    from bert_classifier.workflow import forward
+    from bert_classifier.workflow import input_pipeline
+    from bert_classifier.workflow import strategies
+    from bert_classifier.workflow import train_loop
 
     layers, hidden, heads, inter = SHAPES[shape]
     config = modeling.BertConfig(
@@ -177,9 +180,9 @@ def setup_ours(shape, mode, workdir, options):
                         value=[int(x) for x in values[name]])) for name in spec}))
                 writer.write(example.SerializeToString())
 
-    strategy = training.create_strategy("one_device")
+    strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
-    model = training.build_classifier(config, NUM_LABELS, strategy)
+    model = forward.build_classifier(config, NUM_LABELS, strategy)
     # run_classifier's defaults: training and eval/predict op by op (training with fused_ops).
     jit = bool(options.get("jit_compile", False))
 
@@ -189,11 +192,11 @@ def setup_ours(shape, mode, workdir, options):
             optimizer = optimization.create_optimizer(
                 2e-5, 100000, 10000, name_to_variable=name_to_variable)
             optimizer.create_slots(list(name_to_variable.values()))
-        dataset = strategy.distribute_datasets_from_function(training.input_fn(
+        dataset = strategy.distribute_datasets_from_function(input_pipeline.input_fn(
             record, SEQ_LENGTH, TRAIN_BATCH, is_training=True, drop_remainder=True, seed=0))
         iterator = iter(dataset)
-        loop = training.make_train_loop(model, optimizer, strategy, NUM_LABELS, TRAIN_BATCH,
-                                        jit_compile=jit)
+        loop = train_loop.make_train_loop(model, optimizer, strategy, NUM_LABELS, TRAIN_BATCH,
+                                          jit_compile=jit)
 
         def run(n):
             mean_loss, last_loss = loop(iterator, tf.constant(n, tf.int32))
@@ -204,20 +207,20 @@ def setup_ours(shape, mode, workdir, options):
         return run
 
     # predict()'s host call, with run_classifier's default --inference_micro_batch_size.
-    import classifier_flags
+    from bert_classifier.cli import classifier_flags
     classifier_flags.define_run_classifier_flags()
     default_micro = classifier_flags.FLAGS["inference_micro_batch_size"].default
-    run_step = training.make_predict_step(
+    run_step = forward.make_predict_step(
         model, strategy, jit_compile=jit,
         micro_batch_size=options.get("micro_batch_size", default_micro))
 
-    # predict()'s input pipeline (training.input_fn, is_training=False), repeated and read
+    # predict()'s input pipeline (input_pipeline.input_fn, is_training=False), repeated and read
     # through one long-lived iterator: each timed call is n steady-state batches, as the peers'
     # in-memory batches are. (Breaking out of a fresh pass per call instead made the iterator's
     # teardown -- it waits for its prefetch threads -- part of the timing: +9 s or +30 s on
     # some calls, seen as bimodal 12 vs 22 ex/s.)
-    pipeline = training.input_fn(record, SEQ_LENGTH, INFER_BATCH, is_training=False,
-                                 drop_remainder=False)
+    pipeline = input_pipeline.input_fn(record, SEQ_LENGTH, INFER_BATCH, is_training=False,
+                                       drop_remainder=False)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: pipeline(ctx).repeat()))
 

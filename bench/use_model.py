@@ -67,7 +67,7 @@ def _load(framework: str, task: str, model_dir: str, batch_size: int):
     """Returns fn(texts) -> numpy array of results."""
     if framework == "ours":
         sys.path.insert(0, REPO_ROOT)
-        import inference
+        from bert_classifier.api import inference
         if task == "vectors":
             encoder = inference.Encoder.load(model_dir, max_seq_length=MAX_LENGTH[task],
                                              batch_size=batch_size)

@@ -218,34 +218,6 @@ def google_name(hf_name: str) -> Optional[Tuple[str, bool]]:
     return None
 
 
-def expected_bert_shapes(config: Mapping) -> Dict[str, List[int]]:
-    """Every `bert/` name a complete checkpoint must hold, with its shape."""
-    h, i = config["hidden_size"], config["intermediate_size"]
-    shapes = {
-        "bert/embeddings/word_embeddings": [config["vocab_size"], h],
-        "bert/embeddings/token_type_embeddings": [config["type_vocab_size"], h],
-        "bert/embeddings/position_embeddings": [config["max_position_embeddings"], h],
-        "bert/embeddings/LayerNorm/beta": [h],
-        "bert/embeddings/LayerNorm/gamma": [h],
-    }
-    for n in range(config["num_hidden_layers"]):
-        p = "bert/encoder/layer_%d/" % n
-        for dense, (fan_in, fan_out) in [("attention/self/query", (h, h)),
-                                         ("attention/self/key", (h, h)),
-                                         ("attention/self/value", (h, h)),
-                                         ("attention/output/dense", (h, h)),
-                                         ("intermediate/dense", (h, i)),
-                                         ("output/dense", (i, h))]:
-            shapes[p + dense + "/kernel"] = [fan_in, fan_out]
-            shapes[p + dense + "/bias"] = [fan_out]
-        for ln in ("attention/output", "output"):
-            shapes[p + ln + "/LayerNorm/beta"] = [h]
-            shapes[p + ln + "/LayerNorm/gamma"] = [h]
-    shapes["bert/pooler/dense/kernel"] = [h, h]
-    shapes["bert/pooler/dense/bias"] = [h]
-    return shapes
-
-
 def _truncated_normal(shape: List[int], stddev: float, seed: int) -> np.ndarray:
     """Normal values redrawn until within 2 stddev (as tf.truncated_normal), float32."""
     rng = np.random.default_rng(seed)
@@ -298,7 +270,7 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
     folder that is not a complete BERT model.
     """
     # Imported here so `--help` and is_up_to_date() do not pay for TensorFlow.
-    import checkpoints
+    from bert_classifier.core import checkpoints, files
     import modeling
 
     config_path = os.path.join(hf_dir, "config.json")
@@ -336,7 +308,7 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
         logging.warning("Not converted (no place in Google's BERT layout): %s",
                         ", ".join(skipped))
 
-    expected = expected_bert_shapes(config)
+    expected = checkpoints.expected_variable_shapes(modeling.BertConfig.from_dict(config))
     pooler_note = "converted"
     pooler_names = ["bert/pooler/dense/kernel", "bert/pooler/dense/bias"]
     if not any(n in converted for n in pooler_names):
@@ -371,7 +343,7 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
     checkpoints.write_checkpoint(os.path.join(output_dir, CHECKPOINT_NAME), ordered)
     del ordered
     bert_config = modeling.BertConfig.from_dict(config)
-    _write_atomic(os.path.join(output_dir, "bert_config.json"), bert_config.to_json_string())
+    files.write_file(os.path.join(output_dir, "bert_config.json"), bert_config.to_json_string())
     shutil.copyfile(vocab_path, os.path.join(output_dir, "vocab.txt"))
     info = {
         "converter_version": CONVERTER_VERSION,
@@ -381,17 +353,10 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
         "pooler": pooler_note,
         "not_converted": skipped,
     }
-    _write_atomic(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    files.write_file(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     logging.info("Converted %s -> %s (hidden_act %s -> %s, pooler %s)", hf_dir, output_dir,
                  info["source_hidden_act"], config["hidden_act"], pooler_note)
     return info
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -72,7 +72,8 @@ import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 sys.path.insert(0, {REPO_ROOT!r})
 import tensorflow as tf
-import checkpoints, modeling
+import modeling
+from bert_classifier.core import checkpoints
 tf.random.set_seed({seed})
 config = modeling.BertConfig.from_json_file({config_path!r})
 model = (modeling.BertClassifier(config, {head_labels}) if {head_labels} else

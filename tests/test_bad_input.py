@@ -19,8 +19,8 @@ from e2e_util import REPO_ROOT, read_tsv, run_script
 
 sys.path.insert(0, REPO_ROOT)
 
-import inference  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 
 # A line of absl (`W1207 12:00:00.000000 123 file.py:1] ...`) or of TensorFlow's C++ logger
 # (`2026-12-07 12:00:00.000000: E external/...`) at WARNING level or above.
@@ -122,7 +122,7 @@ def test_failed_write_names_the_users_path(tmp_path):
     # no temporary file left.
     path = str(tmp_path / "gone" / "pred.tsv")
     with pytest.raises(OSError) as error:
-        training.write_file_atomically(path, "guid\tlabel\n")
+        files.write_file(path, "guid\tlabel\n")
     message = str(error.value)
     assert message.startswith("cannot write %s: " % path) and ".tmp-" not in message, message
     assert "\n" not in message

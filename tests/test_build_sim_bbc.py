@@ -144,6 +144,7 @@ def test_small_sizes_and_errors(tmp_path):
         build_sim_bbc.corpus_dir("no_such_package_for_this_test")
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, repo_root):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "data.build_sim_bbc", f"--output_dir={out}", "--seed=3",

@@ -19,6 +19,9 @@ import tensorflow as tf
 import e2e_util
 from e2e_util import classifier_args, run_classifier
 
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,12 @@ from e2e_util import REPO_ROOT, read_tsv, run_script
 
 sys.path.insert(0, REPO_ROOT)
 
-import features  # noqa: E402
-import inference  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
 import tokenization  # noqa: E402
+
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
 
 ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_features.py")
 
@@ -28,8 +31,9 @@ import json, sys, time
 import numpy as np
 import tensorflow as tf
 request = json.load(open(sys.argv[2]))
-project = {"modeling", "graph_tokenizer", "training", "serving", "tokenization", "features"}
-assert not project & set(sys.modules), project & set(sys.modules)
+project = {"modeling", "tokenization", "bert_classifier"}
+loaded = {m.split(".")[0] for m in sys.modules}
+assert not project & loaded, project & loaded
 model = tf.saved_model.load(sys.argv[1])
 out = {"signatures": sorted(model.signatures)}
 serve = model.signatures["serving_default"]

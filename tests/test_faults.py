@@ -21,6 +21,9 @@ import tensorflow as tf
 import e2e_util
 from e2e_util import classifier_args
 
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
+
 # 30 training examples, batch 8, 2 epochs: 7 steps; checkpoints at 2, 4, 6 and 7.
 NUM_STEPS = 7
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-import features
+from bert_classifier.workflow import features
 import tokenization
 from processors import InputExample, InputFeatures, PaddingInputExample, get_processor
 
@@ -101,6 +101,7 @@ def tokenizer():
     return tokenization.FullTokenizer(VOCAB, do_lower_case=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mrpc_pairs_32", "cola_single_32", "xnli_cjk_32",
                                   "mnli_128", "tiny_8"])
 @pytest.mark.parametrize("num_workers", [1, 2])
@@ -119,6 +120,7 @@ def test_tf_record_identical_to_original(cases, tokenizer, name, num_workers):
     assert mine[-1]["is_real_example"] == ("int64_list", [0 if padded else 1])
 
 
+@pytest.mark.slow
 def test_parallel_chunks_preserve_order(cases, tokenizer, monkeypatch):
     """Many small chunks over 2 workers: records still in input order, equal to the original."""
     root, sets = cases
@@ -130,6 +132,7 @@ def test_parallel_chunks_preserve_order(cases, tokenizer, monkeypatch):
     assert parse_records(output) == parse_records(str(root / "mrpc_pairs_32.original.tf_record"))
 
 
+@pytest.mark.slow
 def test_in_memory_features_match_records(cases, tokenizer):
     root, sets = cases
     examples, labels, max_seq = sets["mrpc_pairs_32"]

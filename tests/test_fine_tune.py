@@ -154,8 +154,8 @@ def test_two_calls_in_one_process_do_not_leak(task, tmp_path):
     import tf_keras
     from absl import flags, logging
 
-    import precision
-    import run_lock
+    from bert_classifier.checks import run_lock
+    from bert_classifier.core import precision
     absl_flags_before = {name: flags.FLAGS[name].value for name in flags.FLAGS}
     absl_logger = logging.get_absl_logger()
     logger_before = (absl_logger.level, absl_logger.propagate, list(absl_logger.handlers))

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import e2e_util  # noqa: E402
-import fused_ops  # noqa: E402
+from bert_classifier.core import fused_ops  # noqa: E402
 
 
 def _value_and_grads(fn, inputs, dy, seed=None):
@@ -201,7 +201,8 @@ def test_activation_dense_values_and_gradients(activation):
 _PEAK_SCRIPT = """
 import json, sys
 import tensorflow as tf
-import fused_ops, modeling
+import modeling
+from bert_classifier.core import fused_ops
 tf.config.threading.set_inter_op_parallelism_threads(1)  # one op at a time: repeatable peaks
 config = modeling.BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=int(sys.argv[1]),
                              num_attention_heads=4, intermediate_size=1024,
@@ -225,6 +226,7 @@ print(json.dumps(tf.config.experimental.get_memory_info("CPU:0")["peak"] - befor
 """
 
 
+@pytest.mark.slow
 def test_fused_training_step_holds_less_memory():
     # What the fused ops are for, measured by TensorFlow's own allocator statistics (BFC): the
     # peak tensor memory of a forward + backward step, and how much each layer adds to it

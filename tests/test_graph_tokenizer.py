@@ -14,8 +14,9 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-import features
-import graph_tokenizer
+from bert_classifier.workflow import features
+from bert_classifier.core import char_tables
+from bert_classifier.core import graph_tokenizer
 import tokenization
 import tokenization_corpus as corpus
 from processors import InputExample
@@ -120,6 +121,7 @@ def test_unicode_decode_drops_invalid_bytes_as_python():
 # ---------------------------------------------------------------- tokenize vs FullTokenizer
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_corpus_matches_full_tokenizer(tokenizers, do_lower_case):
     graph, python = tokenizers[do_lower_case]
@@ -134,7 +136,7 @@ def test_corpus_matches_full_tokenizer(tokenizers, do_lower_case):
 
 
 def _all_characters():
-    return [chr(cp) for cp in range(graph_tokenizer.NUM_CODE_POINTS)
+    return [chr(cp) for cp in range(char_tables.NUM_CODE_POINTS)
             if not 0xD800 <= cp <= 0xDFFF]  # surrogates: not in decoded UTF-8
 
 
@@ -142,6 +144,7 @@ def _in_texts(words, per_text=4096):
     return [" ".join(words[i:i + per_text]) for i in range(0, len(words), per_text)]
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_every_code_point_alone(tokenizers, do_lower_case):
     graph, python = tokenizers[do_lower_case]
@@ -416,7 +419,7 @@ _LOADER = textwrap.dedent("""
     result["ops"] = sorted(ops)
     result["unregistered_ops"] = sorted(op for op in ops if op_def_registry.get(op) is None)
     result["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in (
-        "tokenization", "graph_tokenizer", "features", "tensorflow_text"))
+        "tokenization", "bert_classifier", "tensorflow_text"))
     with open(output_file, "w") as f:
         json.dump(result, f)
 """)
@@ -451,6 +454,7 @@ def _latin1(texts):
             for text in texts]
 
 
+@pytest.mark.slow
 def test_saved_model_in_fresh_process(tmp_path, vocab_file, tokenizers):
     python = tokenizers[True][1]
     seq_length = 32
@@ -511,7 +515,7 @@ def test_saved_model_in_fresh_process(tmp_path, vocab_file, tokenizers):
     assert result["encode"][2]["input_ids"][1][:5] == [python.vocab["[CLS]"]] + \
         python.convert_tokens_to_ids(["cafe", "ok", "[SEP]"]) + [0]
 
-    tables = graph_tokenizer.build_char_tables(True)
+    tables = char_tables.build_char_tables(True)
     print("SavedModel holding only the tokenizer (2 signatures): %.0f kB, of which character "
           "tables %.0f kB and the %d-entry vocabulary's hash tables"
           % (_directory_bytes(export_dir) / 1024, tables.nbytes() / 1024, len(python.vocab)))

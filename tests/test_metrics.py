@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-import metrics
+from bert_classifier.core import metrics
 
 
 def _softmax(logits):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
 import modeling
 from pretrained import build_default, convert_hf
@@ -213,6 +213,7 @@ print(json.dumps([info["current"] - before, info["peak"] - before]))
 """
 
 
+@pytest.mark.slow
 def test_initializing_a_variable_keeps_no_temporary_copies():
     # Random initialization is the peak of an eval/predict process's tensor memory unless the
     # initializer's temporaries are reused (BFC statistics: the allocator keeps what it once
@@ -250,6 +251,7 @@ def test_classifier_head_and_loss_match_numpy():
     np.testing.assert_allclose(big, [2000.0])  # stable for large logits
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_tf_function_xla_and_gradients():
     model = modeling.BertClassifier(modeling.BertConfig(**dict(TINY, num_hidden_layers=2)),
                                     num_labels=2)
@@ -333,6 +335,7 @@ def _max_errors(ours, theirs, mask):
     return errors
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_parity_with_hugging_face_minilm(converted_minilm):
     import transformers
     hf_dir, google_dir = converted_minilm
@@ -443,6 +446,7 @@ _ORIGINAL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_parity_with_googles_original_modeling(tmp_path):
     import importlib.util
     if importlib.util.find_spec("bert") is None:  # a declared test dependency: fail, never skip
@@ -480,7 +484,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import checkpoints, modeling
+    import modeling
+    from bert_classifier.core import checkpoints
 
     config = modeling.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
                                  num_attention_heads=4, intermediate_size=37)
@@ -521,6 +526,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_two_cpus(tmp_path, repo_root):
     script = tmp_path / "mirrored.py"
     script.write_text(_MIRRORED_SCRIPT)

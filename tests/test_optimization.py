@@ -428,6 +428,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_equals_single_device(tmp_path, repo_root):
     script = tmp_path / "distributed_check.py"
     script.write_text(DISTRIBUTED_SCRIPT)

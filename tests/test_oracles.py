@@ -5,7 +5,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import e2e_util
+
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
 
 ORACLE_TESTS = [
     "tests/test_modeling.py::test_parity_with_googles_original_modeling",

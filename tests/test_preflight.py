@@ -7,11 +7,11 @@ import types
 
 import pytest
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
 import fixtures
 import modeling
-import preflight
+from bert_classifier.checks import preflight
 import processors
 
 
@@ -51,6 +51,7 @@ def test_check_range_is_inclusive():
             preflight.check_range("warmup_proportion", value, 0, 1)
 
 
+@pytest.mark.slow
 def test_max_seq_length(config):
     preflight.check_max_seq_length(3, config)
     with pytest.raises(ValueError, match=r"--max_seq_length=2: expected at least 3"):
@@ -108,6 +109,7 @@ def test_output_dir(tmp_path):
         preflight.check_output_dir("output_dir", str(a_file / "sub"))
 
 
+@pytest.mark.slow
 def test_vocab(tiny, config, tmp_path):
     assert preflight.check_vocab(tiny["vocab"], config) == 30522
     with pytest.raises(ValueError, match=r"lacks \[CLS\], \[SEP\], \[UNK\]: expected a WordPiece "
@@ -154,6 +156,7 @@ def test_case_check_in_every_form(init_checkpoint, lower, refused):
         preflight.check_case(lower, init_checkpoint)
 
 
+@pytest.mark.slow
 def test_checkpoint_checks(tiny, config, tmp_path):
     assert preflight.check_checkpoint_fits(tiny["checkpoint"], config, 2) == tiny["checkpoint"]
     broken = str(tmp_path / "broken")
@@ -180,6 +183,7 @@ def test_checkpoint_checks(tiny, config, tmp_path):
         preflight.check_checkpoint_fits(tiny["checkpoint"], three_layers, 2)
 
 
+@pytest.mark.slow
 def test_check_resumable(tiny, config, tmp_path):
     out = str(tmp_path / "out")
     assert preflight.check_resumable(out, config, 2) is None  # nothing there yet
@@ -225,6 +229,7 @@ def _flags(tiny, tmp_path, **overrides):
     return types.SimpleNamespace(**values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides,message", [
     ({"max_seq_length": 2}, "--max_seq_length=2: expected at least 3"),
     ({"train_batch_size": 0}, "--train_batch_size=0: expected a positive integer"),
@@ -256,6 +261,7 @@ def test_run_classifier_sequence_refuses(tiny, tmp_path, overrides, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_run_classifier_sequence_checks_only_what_the_run_uses(tiny, tmp_path):
     # Eval only: the training flags are not used, so not checked.
     flags = _flags(tiny, tmp_path, do_train=False, do_predict=False, learning_rate=-1.0,
@@ -290,6 +296,7 @@ def test_config_file_errors(tmp_path):
         preflight.load_bert_config(str(no_vocab))
 
 
+@pytest.mark.slow
 def test_sim_data_of_the_fixtures_passes(tiny, tmp_path):
     """The whole sequence on valid flags (the default values) passes and returns the config."""
     fixtures.write_sim(str(tmp_path / "data"))

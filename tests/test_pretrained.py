@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import modeling
 from pretrained import build_default, convert_hf
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import features
+from bert_classifier.workflow import features
 import processors
 from processors import (DataProcessor, InputExample, get_processor, import_processor_module,
                         register_processor, registered_task_names)
@@ -45,6 +45,7 @@ def glue_data(tmp_path_factory):
     return root, counts, dict(zip(GLUE_JOBS, original))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,split", GLUE_JOBS)
 def test_builtin_processor_matches_original(glue_data, task, split):
     root, counts, original = glue_data
@@ -57,6 +58,7 @@ def test_builtin_processor_matches_original(glue_data, task, split):
         assert os.path.isfile(path) and int(line) >= 1
 
 
+@pytest.mark.slow
 def test_glue_quirks(glue_data):
     root, _, _ = glue_data
     mrpc = get_processor("mrpc").get_train_examples(str(root / "mrpc"))

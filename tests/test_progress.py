@@ -3,7 +3,7 @@
 import io
 import re
 
-from progress import ProgressBar
+from bert_classifier.core.progress import ProgressBar
 
 
 class _Terminal(io.StringIO):

@@ -18,9 +18,12 @@ from e2e_util import classifier_args, read_eval_results, run_classifier
 REPO_ROOT = e2e_util.REPO_ROOT
 sys.path.insert(0, REPO_ROOT)
 
-import checkpoints  # noqa: E402
-import features  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
 import modeling  # noqa: E402
+
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")

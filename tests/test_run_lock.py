@@ -11,12 +11,12 @@ import sys
 import pytest
 
 import e2e_util
-import run_lock
+from bert_classifier.checks import run_lock
 
 # A process that takes the lock, says so on stdout, then waits until killed.
 _HOLDER = """
 import sys, time
-import run_lock
+from bert_classifier.checks import run_lock
 run_lock.hold_until_exit(sys.argv[1])
 print("locked", flush=True)
 time.sleep(600)
@@ -30,6 +30,7 @@ def _start_holder(output_dir):
     return proc
 
 
+@pytest.mark.slow
 def test_second_run_is_refused_naming_the_holder(tmp_path):
     out = str(tmp_path)
     holder = _start_holder(out)
@@ -46,6 +47,7 @@ def test_second_run_is_refused_naming_the_holder(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path, caplog):
     out = str(tmp_path)
     holder = _start_holder(out)
@@ -84,6 +86,7 @@ def test_released_lock_can_be_taken_again_and_release_is_idempotent(tmp_path):
         assert not os.path.exists(os.path.join(out, ".run.lock"))
 
 
+@pytest.mark.slow
 def test_remote_file_systems_check_then_write(tmp_path, caplog):
     """The gs:// protocol, exercised through TensorFlow's file:// scheme: refuse a live holder,
     take over a dead pid of this host."""

@@ -1,4 +1,4 @@
-"""script_env.py: the environment every script sets before TensorFlow; the user's values win."""
+"""cli/script_env.py: the environment every script sets before TensorFlow; the user's values win."""
 
 import ctypes
 import json
@@ -10,7 +10,11 @@ import pytest
 
 import e2e_util
 
-_REPORT = ("import json, os, script_env; print(json.dumps({k: os.environ.get(k) for k in "
+# Every test here starts a subprocess or trains: `pytest -m "not slow"` skips the file.
+pytestmark = pytest.mark.slow
+
+_REPORT = ("import json, os; from bert_classifier.cli import script_env; "
+           "print(json.dumps({k: os.environ.get(k) for k in "
            "('TF_USE_LEGACY_KERAS', 'TF_CPU_ALLOCATOR_USE_BFC', 'TF_CPP_MIN_LOG_LEVEL')} | "
            "{'abseil': script_env.ABSEIL_LOG_LEVEL_SET, 'tf': 'tensorflow' in __import__('sys')"
            ".modules, 'probed': script_env.DRIVERLESS_GPU_PROBE_QUIETED}))")

@@ -172,6 +172,7 @@ def test_convert_by_vocab_and_full_tokenizer_attributes(tmp_path):
         tokenizer.convert_ids_to_tokens([10])
 
 
+@pytest.mark.slow
 def test_import_does_not_load_tensorflow(repo_root):
     code = "import sys, tokenization; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=repo_root).returncode == 0

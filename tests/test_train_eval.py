@@ -11,11 +11,11 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as sk
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
-import features
+from bert_classifier.workflow import features
 import modeling
-import train_eval
+from bert_classifier.workflow import train_eval
 from e2e_util import classifier_args, read_eval_results, run_classifier
 
 # sim fixture: 30 training examples at batch 8 -> 3 steps per epoch; 12 dev examples.
@@ -91,6 +91,7 @@ def one_device_run(setup):
     return out, proc.stderr
 
 
+@pytest.mark.slow
 def test_history_rows_are_the_evaluations_of_those_steps(setup, one_device_run):
     out, log = one_device_run
     header, rows = _read_history(out)
@@ -114,6 +115,7 @@ def test_history_rows_are_the_evaluations_of_those_steps(setup, one_device_run):
         assert rows[-1][key] == final[key]
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_lowest_eval_loss(setup, one_device_run):
     out, log = one_device_run
     _, rows = _read_history(out)
@@ -142,6 +144,7 @@ def test_best_checkpoint_is_the_lowest_eval_loss(setup, one_device_run):
     assert f"New best eval_loss = {row['eval_loss']} at global_step {best_step}" in log
 
 
+@pytest.mark.slow
 def test_the_best_checkpoint_evaluated_as_flags_md_says(setup, one_device_run, tmp_path):
     """flags.md: --do_eval --init_checkpoint=OUT/best with an output_dir holding no checkpoint
     evaluates the best checkpoint: the numbers best/eval_metrics.json recorded in training."""
@@ -157,6 +160,7 @@ def test_the_best_checkpoint_evaluated_as_flags_md_says(setup, one_device_run, t
         assert results[key] == str(np.float32(recorded[key])), key
 
 
+@pytest.mark.slow
 def test_eval_summaries_at_every_evaluation(one_device_run):
     out, _ = one_device_run
     steps = _event_steps(os.path.join(out, "eval"))
@@ -168,6 +172,7 @@ def test_eval_summaries_at_every_evaluation(one_device_run):
     assert not [n for n in os.listdir(out) if ".tmp" in n]
 
 
+@pytest.mark.slow
 def test_mirrored_replicas_evaluate_like_one_device(setup, one_device_run):
     out = str(setup[2] / "mirrored")
     proc = run_classifier(_args(setup, out, eval_every_steps=4, save_checkpoints_steps=4,
@@ -194,6 +199,7 @@ def test_mirrored_replicas_evaluate_like_one_device(setup, one_device_run):
     assert checkpoints.checkpoint_global_step(os.path.join(out, "best")) == best_step
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_and_a_rerun_does_not_train_on(setup):
     """learning_rate 1e-30 (run_classifier refuses 0; updates this small vanish in float32):
     every evaluation gives the same numbers, so the first is the best
@@ -225,6 +231,7 @@ def test_early_stopping_keeps_the_best_and_a_rerun_does_not_train_on(setup):
     assert checkpoints.latest_checkpoint(out) == os.path.join(out, "model.ckpt-6")
 
 
+@pytest.mark.slow
 def test_evaluating_does_not_change_training(setup, tmp_path):
     """With dropout on and a seed, evaluating after every step leaves the trained weights
     exactly those of a run without evaluation (no random state or batch is consumed)."""
@@ -295,6 +302,7 @@ def test_roc_auc_needs_two_labels_and_settings_otherwise():
     assert settings == train_eval.EvalSettings(5, False, "eval_loss", 2)
 
 
+@pytest.mark.slow
 def test_bad_flags_stop_before_featurization(setup, tmp_path):
     out = str(tmp_path / "out")
     for flags, message in (

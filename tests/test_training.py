@@ -1,4 +1,5 @@
-"""training.py in-process: input splitting, eval/predict numerics (plain and XLA), output files."""
+"""workflow/{strategies,input_pipeline,forward,outputs}.py in-process: input splitting, eval/predict
+   numerics (plain and XLA), output files."""
 
 import os
 
@@ -6,13 +7,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
-import features
+from bert_classifier.workflow import features
 import modeling
 import optimization
 import tokenization
-import training
+from bert_classifier.workflow import forward
+from bert_classifier.workflow import input_pipeline
+from bert_classifier.workflow import outputs
+from bert_classifier.workflow import strategies
+from bert_classifier.workflow import train_loop
 from processors import InputExample, PaddingInputExample
 
 
@@ -35,8 +40,8 @@ def _batches(dataset):
 
 def test_input_pipelines_split_each_global_batch_contiguously(record_file):
     """Two pipelines × 2 replicas see exactly the single pipeline's global batches, in order."""
-    fn = training.input_fn(record_file, 16, global_batch_size=8, is_training=True,
-                           drop_remainder=True, seed=5)
+    fn = input_pipeline.input_fn(record_file, 16, global_batch_size=8, is_training=True,
+                                 drop_remainder=True, seed=5)
     single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(6))
     parts = [_batches(fn(tf.distribute.InputContext(2, i, 4)).take(12)) for i in range(2)]
     for step, global_batch in enumerate(single):
@@ -46,14 +51,14 @@ def test_input_pipelines_split_each_global_batch_contiguously(record_file):
             np.testing.assert_array_equal(np.concatenate([q[key] for q in pieces]), value)
     # The shuffle moved examples away from file order (so the test is not trivial).
     first_ids = single[0]["input_ids"][:, 1:4]
-    ordered = _batches(training.input_fn(record_file, 16, 8, is_training=False,
-                                         drop_remainder=True)(tf.distribute.InputContext()))
+    ordered = _batches(input_pipeline.input_fn(record_file, 16, 8, is_training=False,
+                                               drop_remainder=True)(tf.distribute.InputContext()))
     assert not np.array_equal(first_ids, ordered[0]["input_ids"][:, 1:4])
 
 
 def test_eval_batches_keep_file_order_and_partial_batch(record_file):
-    fn = training.input_fn(record_file, 16, global_batch_size=10, is_training=False,
-                           drop_remainder=False)
+    fn = input_pipeline.input_fn(record_file, 16, global_batch_size=10, is_training=False,
+                                 drop_remainder=False)
     batches = _batches(fn(tf.distribute.InputContext()))
     assert [len(b["label_ids"]) for b in batches] == [10, 10, 4]
     assert list(np.concatenate([b["is_real_example"] for b in batches])) == [1] * 21 + [0] * 3
@@ -63,15 +68,16 @@ def test_eval_batches_keep_file_order_and_partial_batch(record_file):
 def tiny_model():
     tf.random.set_seed(3)
     config = modeling.BertConfig.from_dict(dict(e2e_util.TINY_CONFIG))
-    return training.build_classifier(config, 2, tf.distribute.get_strategy())
+    return forward.build_classifier(config, 2, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
-    plain = training.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
-                              global_step=7)
-    xla = training.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
-                            global_step=7, jit_compile=True)
+    plain = forward.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
+                             global_step=7)
+    xla = forward.evaluate(tiny_model, 2, record_file, 16, 8, strategy, drop_remainder=False,
+                           global_step=7, jit_compile=True)
     # Independent recomputation over the same records.
     spec = features.name_to_features(16)
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
@@ -92,40 +98,43 @@ def test_evaluate_metrics_and_xla_path(record_file, tiny_model):
         assert xla[key] == pytest.approx(plain[key], abs=1e-5)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_evaluate_with_outputs_gives_every_row(record_file, tiny_model):
     """The per-example outputs behind eval_metrics.json: every record in file order, padding
     rows marked, predictions the argmax of the logits, probabilities their softmax."""
     strategy = tf.distribute.get_strategy()
-    outputs = training.evaluate_with_outputs(tiny_model, 2, record_file, 16, 8, strategy,
-                                             drop_remainder=False, global_step=7,
-                                             jit_compile=True)
-    assert outputs.results == training.evaluate(tiny_model, 2, record_file, 16, 8, strategy,
-                                                drop_remainder=False, global_step=7,
-                                                jit_compile=True)
+    eval_outputs = forward.evaluate_with_outputs(tiny_model, 2, record_file, 16, 8, strategy,
+                                                 drop_remainder=False, global_step=7,
+                                                 jit_compile=True)
+    assert eval_outputs.results == forward.evaluate(tiny_model, 2, record_file, 16, 8,
+                                                    strategy, drop_remainder=False,
+                                                    global_step=7, jit_compile=True)
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, features.name_to_features(16))).batch(100)))
     logits = tiny_model(data["input_ids"], data["input_mask"], data["segment_ids"]).numpy()
-    np.testing.assert_array_equal(outputs.label_ids, data["label_ids"].numpy())
-    np.testing.assert_array_equal(outputs.is_real_example, [1] * 21 + [0] * 3)
-    np.testing.assert_array_equal(outputs.predictions, logits.argmax(-1))
-    np.testing.assert_allclose(outputs.probabilities, tf.nn.softmax(logits).numpy(), atol=1e-5)
-    report = training.eval_metrics_report(outputs, ["0", "1"])
+    np.testing.assert_array_equal(eval_outputs.label_ids, data["label_ids"].numpy())
+    np.testing.assert_array_equal(eval_outputs.is_real_example, [1] * 21 + [0] * 3)
+    np.testing.assert_array_equal(eval_outputs.predictions, logits.argmax(-1))
+    np.testing.assert_allclose(eval_outputs.probabilities, tf.nn.softmax(logits).numpy(),
+                               atol=1e-5)
+    report = outputs.eval_metrics_report(eval_outputs, ["0", "1"])
     assert report["num_examples"] == 21 and report["global_step"] == 7
-    assert report["eval_accuracy"] == float(str(outputs.results["eval_accuracy"]))
+    assert report["eval_accuracy"] == float(str(eval_outputs.results["eval_accuracy"]))
     assert np.trace(report["confusion_matrix"]) == round(report["eval_accuracy"] * 21)
 
 
 def test_predict_plain_and_xla_agree(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
-    plain = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                             num_examples=21)
-    xla = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                           num_examples=21, jit_compile=True)
+    plain = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                            num_examples=21)
+    xla = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                          num_examples=21, jit_compile=True)
     assert plain.shape == (21, 2) and plain.dtype == np.float32
     np.testing.assert_allclose(plain.sum(-1), 1.0, atol=1e-6)
     np.testing.assert_allclose(xla, plain, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
     # make_train_loop(jit_compile=True) (the benchmark's ours_xla) runs the same step as the
     # default loop. Dropout off: XLA draws other random numbers.
@@ -136,13 +145,13 @@ def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
 
     def run(jit_compile):
         tf.random.set_seed(11)  # the same initial weights for both
-        model = training.build_classifier(config, 2, strategy)
+        model = forward.build_classifier(config, 2, strategy)
         names = checkpoints.variables_by_checkpoint_name(model)
         optimizer = optimization.create_optimizer(1e-3, 10, 2, name_to_variable=names)
-        dataset = training.input_fn(record_file, 16, 8, is_training=True, drop_remainder=True,
-                                    seed=5)(tf.distribute.InputContext())
-        loop = training.make_train_loop(model, optimizer, strategy, 2, 8,
-                                        jit_compile=jit_compile)
+        dataset = input_pipeline.input_fn(record_file, 16, 8, is_training=True, drop_remainder=True,
+                                          seed=5)(tf.distribute.InputContext())
+        loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8,
+                                          jit_compile=jit_compile)
         initial = names["output_weights"].numpy()
         iterator = iter(dataset)
         losses = [float(loop(iterator, tf.constant(2))[1]) for _ in range(2)]
@@ -155,51 +164,53 @@ def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
         np.testing.assert_allclose(xla[name], value, atol=2e-5, err_msg=name)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_micro_batches_give_the_whole_batch_logits(record_file, tiny_model, jit_compile):
     spec = features.name_to_features(16)
     batch = next(iter(tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, spec)).batch(11)))
     whole = tiny_model(batch["input_ids"], batch["input_mask"], batch["segment_ids"]).numpy()
-    step = tf.function(training.inference_logits, jit_compile=jit_compile)
+    step = tf.function(forward.inference_logits, jit_compile=jit_compile)
     for micro in (1, 4, 11, 32):  # 4: three micro-batches, the last padded with one row
         logits = step(tiny_model, batch, micro).numpy()
         assert logits.shape == (11, 2)
         np.testing.assert_allclose(logits, whole, atol=1e-5)
     # A batch dimension unknown when traced (eval's partial last batch) works too.
-    dynamic = tf.function(lambda b: training.inference_logits(tiny_model, b, 4),
+    dynamic = tf.function(lambda b: forward.inference_logits(tiny_model, b, 4),
                           input_signature=[{k: tf.TensorSpec([None, *v.shape[1:]], v.dtype)
                                             for k, v in batch.items()}])
     np.testing.assert_allclose(dynamic(batch).numpy(), whole, atol=1e-5)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_evaluate_and_predict_with_micro_batches(record_file, tiny_model):
     strategy = tf.distribute.get_strategy()
     args = (tiny_model, 2, record_file, 16, 8, strategy)
-    whole = training.evaluate(*args, drop_remainder=False, global_step=1)
-    micro = training.evaluate(*args, drop_remainder=False, global_step=1, jit_compile=True,
-                              micro_batch_size=3)
+    whole = forward.evaluate(*args, drop_remainder=False, global_step=1)
+    micro = forward.evaluate(*args, drop_remainder=False, global_step=1, jit_compile=True,
+                             micro_batch_size=3)
     for key in ("eval_accuracy", "eval_loss", "loss"):
         assert micro[key] == pytest.approx(whole[key], abs=1e-5)
-    plain = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                             num_examples=21)
-    chunked = training.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
-                               num_examples=21, jit_compile=True, micro_batch_size=3)
+    plain = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                            num_examples=21)
+    chunked = forward.predict(tiny_model, record_file, 16, 8, strategy, drop_remainder=False,
+                              num_examples=21, jit_compile=True, micro_batch_size=3)
     np.testing.assert_allclose(chunked, plain, atol=1e-5)
 
 
 def test_output_file_formats(tmp_path):
     path = str(tmp_path / "eval_results.txt")
-    training.write_eval_results(path, {"loss": np.float32(0.50524807),
-                                       "eval_accuracy": np.float32(0.84558821),
-                                       "global_step": np.int64(343),
-                                       "eval_loss": np.float32(0.50524807)})
+    outputs.write_eval_results(path, {"loss": np.float32(0.50524807),
+                                      "eval_accuracy": np.float32(0.84558821),
+                                      "global_step": np.int64(343),
+                                      "eval_loss": np.float32(0.50524807)})
     with open(path) as f:
         assert f.read() == ("eval_accuracy = 0.8455882\neval_loss = 0.50524807\n"
                             "global_step = 343\nloss = 0.50524807\n")
     path = str(tmp_path / "test_results.tsv")
-    n = training.write_test_results(path, np.array([[0.6534671, 0.3465329], [0.1, 0.9]],
-                                                   np.float32))
+    n = outputs.write_test_results(path, np.array([[0.6534671, 0.3465329], [0.1, 0.9]],
+                                                  np.float32))
     with open(path) as f:
         assert f.read() == "0.6534671\t0.3465329\n0.1\t0.9\n"
     assert n == 2
@@ -207,28 +218,29 @@ def test_output_file_formats(tmp_path):
 
 
 def test_steps_per_host_call():
-    cfg = training.TrainConfig(output_dir="", train_file="",
-                               max_seq_length=8, train_batch_size=8, learning_rate=1.0,
-                               num_train_steps=10, num_warmup_steps=0, iterations_per_loop=1000,
-                               log_step_count_steps=100)
+    cfg = train_loop.TrainConfig(output_dir="", train_file="",
+                                 max_seq_length=8, train_batch_size=8, learning_rate=1.0,
+                                 num_train_steps=10, num_warmup_steps=0, iterations_per_loop=1000,
+                                 log_step_count_steps=100)
     strategy = tf.distribute.get_strategy()
-    assert training._steps_per_host_call(cfg, strategy, progress_shown=False) == 100
-    assert training._steps_per_host_call(cfg, strategy, progress_shown=True) == 1
+    assert train_loop._steps_per_host_call(cfg, strategy, progress_shown=False) == 100
+    assert train_loop._steps_per_host_call(cfg, strategy, progress_shown=True) == 1
     cfg.iterations_per_loop = 20
-    assert training._steps_per_host_call(cfg, strategy, progress_shown=False) == 20
+    assert train_loop._steps_per_host_call(cfg, strategy, progress_shown=False) == 20
 
 
 def test_strategy_errors(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="needs the TF_CONFIG"):
-        training.create_strategy("multi_worker_mirrored")
+        strategies.create_strategy("multi_worker_mirrored")
     with pytest.raises(ValueError, match="expected one_device, mirrored or multi_worker"):
-        training.create_strategy("bogus")
-    assert training.strategy_name(training.create_strategy("one_device")) == "OneDeviceStrategy"
+        strategies.create_strategy("bogus")
+    assert strategies.strategy_name(strategies.create_strategy("one_device")) == "OneDeviceStrategy"
     with pytest.raises(ValueError, match="positive multiple of the 1 replicas"):
-        training.check_batch_size("train_batch_size", 0, tf.distribute.get_strategy())
+        input_pipeline.check_batch_size("train_batch_size", 0, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow
 def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
     """A step whose gradient norm is above 1: Adam's first moment after it is exactly
     (1 - beta_1) * g / ||g|| (AdamWeightDecay keeps m without bias correction)."""
@@ -237,14 +249,14 @@ def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
         e2e_util.TINY_CONFIG, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         classifier_dropout_prob=0.0))
     tf.random.set_seed(2)
-    model = training.build_classifier(config, 2, strategy)
+    model = forward.build_classifier(config, 2, strategy)
     names = checkpoints.variables_by_checkpoint_name(model)
     # Confident logits make the loss, and so the gradient, large.
     names["output_weights"].assign(names["output_weights"] * 300.0)
     optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)
     optimizer.create_slots(list(names.values()))
-    batch = next(iter(training.input_fn(record_file, 16, 8, is_training=False,
-                                        drop_remainder=True)(tf.distribute.InputContext())))
+    batch = next(iter(input_pipeline.input_fn(record_file, 16, 8, is_training=False,
+                                              drop_remainder=True)(tf.distribute.InputContext())))
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
@@ -254,7 +266,7 @@ def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
     norm = float(tf.linalg.global_norm(grads))
     assert norm > 6.0  # above 1 and above 5, so a wrong clip norm cannot pass
 
-    loop = training.make_train_loop(model, optimizer, strategy, 2, 8)
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8)
     iterator = iter(tf.data.Dataset.from_tensors(batch))
     loop(iterator, tf.constant(1))
     slots = optimizer.slot_variables_by_checkpoint_name(names)
@@ -275,15 +287,15 @@ def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
     ("evaluator", 0, {"worker": ["a:1"], "evaluator": ["e:1"]}, False),
 ])
 def test_is_chief_task(task_type, task_id, cluster, chief):
-    assert training.is_chief_task(task_type, task_id, cluster) is chief
+    assert strategies.is_chief_task(task_type, task_id, cluster) is chief
 
 
 def test_eval_loss_is_the_mean_of_batch_means_with_a_partial_last_batch(record_file, tiny_model):
     """Batches of 10, 10 and 4 records: the Estimator's `loss` (mean of each batch's mean)
     differs from the example-weighted mean, and only the former is right."""
     strategy = tf.distribute.get_strategy()
-    result = training.evaluate(tiny_model, 2, record_file, 16, 10, strategy,
-                               drop_remainder=False, global_step=1, num_batches=3)
+    result = forward.evaluate(tiny_model, 2, record_file, 16, 10, strategy,
+                              drop_remainder=False, global_step=1, num_batches=3)
     spec = features.name_to_features(16)
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, spec)).batch(100)))
@@ -299,16 +311,17 @@ def test_eval_loss_is_the_mean_of_batch_means_with_a_partial_last_batch(record_f
 def test_resumed_input_continues_the_uninterrupted_stream(record_file):
     """After k global steps a resumed run reads the batches k, k+1, ... of an uninterrupted
     run, for one pipeline and for two pipelines of two replicas each."""
-    fn = training.input_fn(record_file, 16, global_batch_size=8, is_training=True,
-                           drop_remainder=True, seed=5)
+    fn = input_pipeline.input_fn(record_file, 16, global_batch_size=8, is_training=True,
+                                 drop_remainder=True, seed=5)
     single = _batches(fn(tf.distribute.InputContext(1, 0, 1)).take(7))
-    resumed = _batches(training._skipping_steps(fn, 3)(tf.distribute.InputContext(1, 0, 1)).take(4))
+    resumed = _batches(
+        train_loop._skipping_steps(fn, 3)(tf.distribute.InputContext(1, 0, 1)).take(4))
     for a, b in zip(single[3:], resumed):
         np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
     for pipeline in range(2):
         ctx = tf.distribute.InputContext(2, pipeline, 4)
         whole = _batches(fn(ctx).take(14))
-        skipped = _batches(training._skipping_steps(fn, 3)(ctx).take(8))
+        skipped = _batches(train_loop._skipping_steps(fn, 3)(ctx).take(8))
         for a, b in zip(whole[6:], skipped):
             np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
 
@@ -334,11 +347,11 @@ def test_forward_steps_trace_once_for_every_batch_size_and_length(tiny_model, ki
     # relaxed), about a second each for BERT. The outputs are the eager model's.
     strategy = tf.distribute.get_strategy()
     if kind == "predict":
-        step = training.make_predict_step(tiny_model, strategy)
+        step = forward.make_predict_step(tiny_model, strategy)
     elif kind == "encode":
-        step = training.make_encode_step(tiny_model.bert, strategy, pooling="cls")
+        step = forward.make_encode_step(tiny_model.bert, strategy, pooling="cls")
     else:
-        step = training.make_eval_step(tiny_model, 2, strategy)
+        step = forward.make_eval_step(tiny_model, 2, strategy)
     for seed, (batch_size, length) in enumerate(((8, 16), (8, 8), (3, 8), (5, 12))):
         batch = _feature_batch(batch_size, length, seed, with_labels=kind == "eval")
         outputs = step(batch)
@@ -368,12 +381,12 @@ def test_forward_steps_use_plain_ops_where_onednn_fuses_them(tiny_model, monkeyp
     # Where TensorFlow runs oneDNN its graph rewrites fuse GELU and LayerNorm, so the forward
     # steps leave out fused_ops' XLA kernels there (no compilation per new length); elsewhere
     # they keep them. Training keeps them in both cases.
-    import precision
+    from bert_classifier.core import precision
     monkeypatch.setattr(precision, "onednn_enabled", lambda: onednn)
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("on a GPU the forward steps keep the fused kernels either way")
     strategy = tf.distribute.get_strategy()
-    step = training.make_predict_step(tiny_model, strategy)
+    step = forward.make_predict_step(tiny_model, strategy)
     batch = _feature_batch(4, 8, 0)
     probabilities = step(batch).numpy()
     assert (_xla_functions(step, batch) == 0) == onednn

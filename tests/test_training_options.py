@@ -9,16 +9,18 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-import checkpoints
+from bert_classifier.core import checkpoints
 import e2e_util
-import features
+from bert_classifier.workflow import features
 import fixtures
-import fused_ops
+from bert_classifier.core import fused_ops
 import modeling
 import optimization
-import precision
+from bert_classifier.core import precision
 import tokenization
-import training
+from bert_classifier.workflow import forward
+from bert_classifier.workflow import input_pipeline
+from bert_classifier.workflow import train_loop
 from processors import InputExample
 
 SEQ = 48
@@ -68,7 +70,7 @@ def test_cut_to_longest_rounds_up_and_stays_within_bounds():
 
     for lengths, multiple, expected in [([3, 9, 5], 8, 16), ([3, 8, 5], 8, 8), ([17], 16, 32),
                                         ([33], 16, 40), ([0, 0], 8, 8), ([2], 64, 40)]:
-        cut = training.cut_to_longest(
+        cut = input_pipeline.cut_to_longest(
             {k: tf.constant(v) for k, v in batch(lengths).items()}, multiple, 40)
         assert cut["input_ids"].shape == (len(lengths), expected), (lengths, multiple)
         assert cut["input_mask"].shape == cut["segment_ids"].shape == (len(lengths), expected)
@@ -78,10 +80,10 @@ def test_cut_to_longest_rounds_up_and_stays_within_bounds():
 
 
 def test_length_aware_batches_hold_the_same_examples(records):
-    fixed = _batches(training.input_fn(records, SEQ, 8, is_training=False, drop_remainder=False)(
-        tf.distribute.InputContext()))
-    cut = _batches(training.input_fn(records, SEQ, 8, is_training=False, drop_remainder=False,
-                                     length_multiple=8)(tf.distribute.InputContext()))
+    fixed = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False,
+                                             drop_remainder=False)(tf.distribute.InputContext()))
+    cut = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=False, drop_remainder=False,
+                                           length_multiple=8)(tf.distribute.InputContext()))
     assert len(cut) == len(fixed) == 8
     widths = [b["input_ids"].shape[1] for b in cut]
     assert len(set(widths)) > 1 and max(widths) <= SEQ and min(widths) < SEQ
@@ -104,11 +106,15 @@ def _pipeline_parts(fn, steps):
 
 @pytest.mark.parametrize("bucket", [False, True])
 def test_every_pipeline_sees_the_same_cut_global_batches(records, bucket):
-    fn = training.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True, seed=5,
-                           length_multiple=8, bucket_by_length=bucket)
+    # The shuffle order depends on the global seed too (tests before this one may set it).
+    tf.random.set_seed(0)
+    fn = input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True, seed=5,
+                                 length_multiple=8, bucket_by_length=bucket)
     single, pieces_per_step = _pipeline_parts(fn, 12)
     widths = [b["input_ids"].shape[1] for b in single]
-    assert all(w % 8 == 0 for w in widths) and min(widths) < SEQ  # the batches were cut
+    assert widths == [input_pipeline.batch_length(int(b["input_mask"].sum(1).max()), 8, SEQ)
+                      for b in single]
+    assert min(widths) < SEQ  # the batches were cut
     for global_batch, pieces in zip(single, pieces_per_step):
         for key, value in global_batch.items():
             # Same examples, same cut width on every replica of the step.
@@ -117,7 +123,7 @@ def test_every_pipeline_sees_the_same_cut_global_batches(records, bucket):
 
 def test_bucket_by_length_is_seeded_and_groups_similar_lengths(records):
     def stream(seed, bucket):
-        return _batches(training.input_fn(
+        return _batches(input_pipeline.input_fn(
             records, SEQ, 4, is_training=True, drop_remainder=True, seed=seed,
             bucket_by_length=bucket)(tf.distribute.InputContext()), 2 * 16)
 
@@ -155,19 +161,19 @@ def _train(records, steps_per_call=2, calls=2, seed=11, config=None, batch_size=
     (losses per call, {checkpoint name: final value}, initial output_weights)."""
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(seed)
-    model = training.build_classifier(config or _tiny(NO_DROPOUT), 2, strategy)
+    model = forward.build_classifier(config or _tiny(NO_DROPOUT), 2, strategy)
     names = checkpoints.variables_by_checkpoint_name(model)
     optimizer = optimization.create_optimizer(learning_rate, 10, 0, name_to_variable=names)
     length_multiple = options.get("length_multiple", 0)
-    dataset = training.input_fn(records, SEQ, batch_size, is_training=True,
-                                drop_remainder=True, seed=5, length_multiple=length_multiple,
-                                )(tf.distribute.InputContext())
+    dataset = input_pipeline.input_fn(records, SEQ, batch_size, is_training=True,
+                                      drop_remainder=True, seed=5, length_multiple=length_multiple,
+                                      )(tf.distribute.InputContext())
     loss_scaling = options.pop("loss_scaling", None)
     if loss_scaling:
         optimizer.create_slots(list(names.values()))
         loss_scaling = precision.LossScaling(optimizer)
-    loop = training.make_train_loop(model, optimizer, strategy, 2, batch_size,
-                                    loss_scaling=loss_scaling, **options)
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, batch_size,
+                                      loss_scaling=loss_scaling, **options)
     initial = names["output_weights"].numpy()
     iterator = iter(dataset)
     losses = [float(loop(iterator, tf.constant(steps_per_call))[1]) for _ in range(calls)]
@@ -183,6 +189,7 @@ def _assert_same_weights(a, b, atol=WEIGHT_ATOL):
         np.testing.assert_allclose(b[name], value, atol=atol, rtol=0, err_msg=name)
 
 
+@pytest.mark.slow
 def test_length_aware_training_takes_the_same_steps(records):
     fixed_losses, fixed, initial = _train(records)
     cut_losses, cut, _ = _train(records, length_multiple=8)
@@ -194,23 +201,24 @@ def test_length_aware_training_takes_the_same_steps(records):
 @pytest.fixture(scope="module")
 def inference_model():
     tf.random.set_seed(3)
-    return training.build_classifier(_tiny(), 2, tf.distribute.get_strategy())
+    return forward.build_classifier(_tiny(), 2, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_length_aware_predict_and_evaluate_equal_fixed(records, inference_model, jit_compile):
     strategy = tf.distribute.get_strategy()
     options = dict(drop_remainder=False, jit_compile=jit_compile, micro_batch_size=3)
-    fixed = training.predict(inference_model, records, SEQ, 8, strategy, num_examples=64,
-                             **options)
-    cut = training.predict(inference_model, records, SEQ, 8, strategy, num_examples=64,
-                           length_multiple=8, **options)
+    fixed = forward.predict(inference_model, records, SEQ, 8, strategy, num_examples=64,
+                            **options)
+    cut = forward.predict(inference_model, records, SEQ, 8, strategy, num_examples=64,
+                          length_multiple=8, **options)
     assert cut.shape == (64, 2) and cut.dtype == np.float32
     assert np.abs(fixed - 0.5).max() > 1e-3  # not a constant output
     np.testing.assert_allclose(cut, fixed, atol=1e-5, rtol=0)
     args = (inference_model, 2, records, SEQ, 8, strategy)
-    fixed = training.evaluate(*args, global_step=1, **options)
-    cut = training.evaluate(*args, global_step=1, length_multiple=16, **options)
+    fixed = forward.evaluate(*args, global_step=1, **options)
+    cut = forward.evaluate(*args, global_step=1, length_multiple=16, **options)
     for key in ("eval_accuracy", "eval_loss", "loss"):
         assert cut[key] == pytest.approx(fixed[key], abs=1e-5)
 
@@ -218,6 +226,7 @@ def test_length_aware_predict_and_evaluate_equal_fixed(records, inference_model,
 # ---------------------------------------------------------------------------------------------
 # Gradient accumulation
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_accumulated_gradients_give_the_full_batch_update(records):
     # Class weights 20 make the gradient norm >> 1, so the clip at 1.0 is active: it must act
     # on the accumulated gradient, as on the full batch.
@@ -232,9 +241,10 @@ def test_accumulated_gradients_give_the_full_batch_update(records):
     # The clip was active (the first batch's gradient norm) and the weights moved.
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(11)
-    model = training.build_classifier(_tiny(NO_DROPOUT), 2, strategy)
-    batch = next(iter(training.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                        seed=5)(tf.distribute.InputContext())))
+    model = forward.build_classifier(_tiny(NO_DROPOUT), 2, strategy)
+    batch = next(iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True,
+                                              drop_remainder=True,
+                                              seed=5)(tf.distribute.InputContext())))
     with tf.GradientTape() as tape:
         logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"])
         loss = tf.reduce_sum(20.0 * modeling.classifier_loss(logits, batch["label_ids"], 2)) / 8
@@ -245,7 +255,8 @@ def test_accumulated_gradients_give_the_full_batch_update(records):
 _ACCUMULATION_PEAK_SCRIPT = """
 import json, sys
 import tensorflow as tf
-import modeling, training
+import modeling
+from bert_classifier.workflow import train_loop
 tf.config.threading.set_inter_op_parallelism_threads(1)  # one op at a time: repeatable peaks
 config = modeling.BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=2,
                              num_attention_heads=4, intermediate_size=1024,
@@ -268,7 +279,7 @@ def loss_and_gradients(b):
 def step():
     if steps == 1:
         return loss_and_gradients(batch)
-    return training.accumulate_gradients(loss_and_gradients, batch, steps, variables)
+    return train_loop.accumulate_gradients(loss_and_gradients, batch, steps, variables)
 
 step()
 before = tf.config.experimental.get_memory_info("CPU:0")["current"]
@@ -278,6 +289,7 @@ print(json.dumps(tf.config.experimental.get_memory_info("CPU:0")["peak"] - befor
 """
 
 
+@pytest.mark.slow
 def test_accumulation_holds_one_micro_batch_of_activations():
     # TensorFlow's allocator statistics (BFC), as test_fused_ops: the peak tensor memory of a
     # batch-32 forward + backward, whole and as 8 micro-batches of 4.
@@ -295,13 +307,13 @@ def test_accumulation_holds_one_micro_batch_of_activations():
 
 
 def test_gradient_accumulation_must_divide_the_replica_batch():
-    assert training.check_gradient_accumulation(32, 4, 2) == 4
-    assert training.check_gradient_accumulation(32, 1, 1) == 32
+    assert train_loop.check_gradient_accumulation(32, 4, 2) == 4
+    assert train_loop.check_gradient_accumulation(32, 1, 1) == 32
     for steps, replicas in ((3, 1), (0, 1), (32, 2)):
         with pytest.raises(ValueError, match=rf"^--gradient_accumulation_steps={steps} must be "
                                              r"a positive divisor of the per-replica batch "
                                              rf"\(--train_batch_size=32 over {replicas}"):
-            training.check_gradient_accumulation(32, steps, replicas)
+            train_loop.check_gradient_accumulation(32, steps, replicas)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,24 +322,25 @@ def test_gradient_accumulation_must_divide_the_replica_batch():
 def test_class_weights_from_flag():
     labels = ["a", "b", "c"]
     train = ["a"] * 6 + ["b"] * 3 + ["c"] * 1
-    auto = training.class_weights_from_flag("auto", labels, train)
+    auto = train_loop.class_weights_from_flag("auto", labels, train)
     # w_c = N / (C * n_c): 10/18, 10/9, 10/3; they average 1 over the examples.
     np.testing.assert_allclose(auto, [10 / 18, 10 / 9, 10 / 3])
     assert np.mean([auto[labels.index(y)] for y in train]) == pytest.approx(1.0)
     # A label absent from the training set gets 0; the others still average 1.
-    assert training.class_weights_from_flag(" AUTO ", labels, ["a", "a", "c"]) == [0.75, 0.0, 1.5]
-    assert training.class_weights_from_flag("1,2.5,0", labels) == [1.0, 2.5, 0.0]
-    assert training.class_weights_from_flag(None, labels) is None
-    assert training.class_weights_from_flag("", labels) is None
+    assert train_loop.class_weights_from_flag(" AUTO ", labels, ["a", "a", "c"]) == [0.75, 0.0, 1.5]
+    assert train_loop.class_weights_from_flag("1,2.5,0", labels) == [1.0, 2.5, 0.0]
+    assert train_loop.class_weights_from_flag(None, labels) is None
+    assert train_loop.class_weights_from_flag("", labels) is None
     for value, message in [("1,2", "2 weights for 3 labels"), ("1,-2,1", "finite weights >= 0"),
                            ("0,0,0", "not all 0"), ("1,x,1", "expected 'auto' or 3"),
                            ("1,nan,1", "finite weights")]:
         with pytest.raises(ValueError, match=f"^--class_weights={value}: .*{message}"):
-            training.class_weights_from_flag(value, labels, train)
+            train_loop.class_weights_from_flag(value, labels, train)
     with pytest.raises(ValueError, match="--class_weights=auto needs training examples"):
-        training.class_weights_from_flag("auto", labels, [])
+        train_loop.class_weights_from_flag("auto", labels, [])
 
 
+@pytest.mark.slow
 def test_class_weights_weight_the_training_loss(records):
     # Learning rate 0: every step's loss is the initial model's on that step's batch.
     weights = [0.25, 3.0]
@@ -338,9 +351,10 @@ def test_class_weights_weight_the_training_loss(records):
                             class_weights=weights)
     assert ones == unweighted  # multiplying by 1 changes no bit
     tf.random.set_seed(11)
-    model = training.build_classifier(_tiny(NO_DROPOUT), 2, tf.distribute.get_strategy())
-    batches = _batches(training.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                         seed=5)(tf.distribute.InputContext()), 3)
+    model = forward.build_classifier(_tiny(NO_DROPOUT), 2, tf.distribute.get_strategy())
+    batches = _batches(input_pipeline.input_fn(records, SEQ, 8, is_training=True,
+                                               drop_remainder=True,
+                                               seed=5)(tf.distribute.InputContext()), 3)
     for batch, loss, plain in zip(batches, weighted, unweighted):
         logits = model(batch["input_ids"], batch["input_mask"], batch["segment_ids"]).numpy()
         log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -445,18 +459,20 @@ def test_fused_ops_compute_in_float32_under_16_bit_inputs(dtype):
     assert 0.87 < (dropped > 0).mean() < 0.93
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path):
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(3)
-    reference = training.build_classifier(_tiny(), 2, strategy)
+    reference = forward.build_classifier(_tiny(), 2, strategy)
     precision.set_policy("bfloat16")
     tf.random.set_seed(3)
-    model = training.build_classifier(_tiny(), 2, strategy)
+    model = forward.build_classifier(_tiny(), 2, strategy)
     names = checkpoints.variables_by_checkpoint_name(model)
     for name, value in checkpoints.variables_by_checkpoint_name(reference).items():
         names[name].assign(value)
-    batch = _batches(training.input_fn(records, SEQ, 16, is_training=False,
-                                       drop_remainder=False)(tf.distribute.InputContext()), 1)[0]
+    dataset_fn = input_pipeline.input_fn(records, SEQ, 16, is_training=False,
+                                         drop_remainder=False)
+    batch = _batches(dataset_fn(tf.distribute.InputContext()), 1)[0]
     inputs = (batch["input_ids"], batch["input_mask"], batch["segment_ids"])
     bert_out = model.bert(*inputs)
     assert bert_out["sequence_output"].dtype == tf.bfloat16  # the encoder runs in bfloat16
@@ -468,9 +484,9 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path
     # Variables and optimizer slots float32; a checkpoint holds float32 under Google's names.
     optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)
     optimizer.create_slots(list(names.values()))
-    loop = training.make_train_loop(model, optimizer, strategy, 2, 8)
-    iterator = iter(training.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                      seed=5)(tf.distribute.InputContext()))
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8)
+    iterator = iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
+                                            seed=5)(tf.distribute.InputContext()))
     assert np.isfinite(float(loop(iterator, tf.constant(2))[1]))
     state = dict(names)
     state.update(optimizer.slot_variables_by_checkpoint_name(names))
@@ -485,38 +501,40 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path
     assert set(saved) == set(state)
 
 
+@pytest.mark.slow
 def test_float16_persistent_nan_stops_training(records, tmp_path, caplog):
     precision.set_policy("mixed_float16")  # float16 runs (slowly) on CPU too
     # A NaN loss (NaN class weights) at every step: each step is skipped, counted and logged,
     # and the run stops after MAX_CONSECUTIVE_SKIPPED_STEPS steps in a row.
-    cfg = training.TrainConfig(output_dir=str(tmp_path / "nan"), train_file=records,
-                               max_seq_length=SEQ, train_batch_size=8, learning_rate=1e-3,
-                               num_train_steps=100, num_warmup_steps=0, seed=1,
-                               log_step_count_steps=8, class_weights=[float("nan")] * 2)
+    cfg = train_loop.TrainConfig(output_dir=str(tmp_path / "nan"), train_file=records,
+                                 max_seq_length=SEQ, train_batch_size=8, learning_rate=1e-3,
+                                 num_train_steps=100, num_warmup_steps=0, seed=1,
+                                 log_step_count_steps=8, class_weights=[float("nan")] * 2)
     with pytest.raises(FloatingPointError, match=r"not finite in the last (2\d) steps at any "
                                                  r"loss scale .* at global_step (2\d)"):
-        training.train(_tiny(NO_DROPOUT), 2, cfg, tf.distribute.get_strategy())
+        train_loop.train(_tiny(NO_DROPOUT), 2, cfg, tf.distribute.get_strategy())
     assert "step(s) skipped for non-finite gradients" in caplog.text
     # float32 keeps the original's behaviour: the first non-finite loss stops the run.
     precision.set_policy("float32")
     cfg.output_dir = str(tmp_path / "nan32")
     with pytest.raises(FloatingPointError, match=r"training loss became nan at global_step 8"):
-        training.train(_tiny(NO_DROPOUT), 2, cfg, tf.distribute.get_strategy())
+        train_loop.train(_tiny(NO_DROPOUT), 2, cfg, tf.distribute.get_strategy())
 
 
+@pytest.mark.slow
 def test_float16_skips_are_counted_by_the_loss_scaling(records):
     precision.set_policy("mixed_float16")
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(11)
-    model = training.build_classifier(_tiny(NO_DROPOUT), 2, strategy)
+    model = forward.build_classifier(_tiny(NO_DROPOUT), 2, strategy)
     names = checkpoints.variables_by_checkpoint_name(model)
     optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)
     optimizer.create_slots(list(names.values()))
     scaling = precision.LossScaling(optimizer)
-    loop = training.make_train_loop(model, optimizer, strategy, 2, 8, loss_scaling=scaling,
-                                    class_weights=[1000.0, 1000.0])
-    iterator = iter(training.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
-                                      seed=5)(tf.distribute.InputContext()))
+    loop = train_loop.make_train_loop(model, optimizer, strategy, 2, 8, loss_scaling=scaling,
+                                      class_weights=[1000.0, 1000.0])
+    iterator = iter(input_pipeline.input_fn(records, SEQ, 8, is_training=True, drop_remainder=True,
+                                            seed=5)(tf.distribute.InputContext()))
     before = {n: v.numpy() for n, v in names.items()}
     loop(iterator, tf.constant(1))
     assert int(scaling.skipped_steps.numpy()) == 1  # 2^15 overflows: skipped...
@@ -559,6 +577,7 @@ def tiny_sim(tmp_path_factory):
     return tiny, data_dir, base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     ({"gradient_accumulation_steps": 3},
      "--gradient_accumulation_steps=3 must be a positive divisor of the per-replica batch "
@@ -579,6 +598,7 @@ def test_bad_option_fails_before_featurization(tiny_sim, flags, message):
     assert not os.path.exists(os.path.join(out, "train.tf_record"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not precision.cpu_bfloat16_flags(),
                     reason="this CPU has no bfloat16 instructions")
 def test_all_options_together_end_to_end(tiny_sim):

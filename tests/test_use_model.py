@@ -19,8 +19,8 @@ from e2e_util import REPO_ROOT, read_tsv, run_script
 
 sys.path.insert(0, REPO_ROOT)
 
-import inference  # noqa: E402
-import model_dir as model_dir_lib  # noqa: E402
+from bert_classifier.api import inference  # noqa: E402
+from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 
 ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_features.py")
 
@@ -33,13 +33,15 @@ def trained(trained_sim):
     return trained_sim
 
 
+@pytest.mark.slow
 def test_output_dir_stands_on_its_own(trained):
     out = trained["output_dir"]
     with open(os.path.join(out, "model_info.json")) as f:
         info = json.load(f)
     assert info == {"format_version": 1, "task_name": "sim", "labels": ["0", "1"],
                     "max_seq_length": 32, "do_lower_case": True,
-                    "bert_config_file": "bert_config.json", "vocab_file": "vocab.txt"}
+                    "bert_config_file": "bert_config.json", "vocab_file": "vocab.txt",
+                    "length_multiple": 16}  # --length_multiple's default
     assert filecmp.cmp(os.path.join(out, "bert_config.json"), trained["tiny"]["config"],
                        shallow=False)
     assert filecmp.cmp(os.path.join(out, "vocab.txt"), trained["tiny"]["vocab"], shallow=False)
@@ -51,6 +53,7 @@ def test_output_dir_stands_on_its_own(trained):
         assert len(f.read().splitlines()) == 13
 
 
+@pytest.mark.slow
 def test_test_predictions_file(trained):
     with open(os.path.join(trained["output_dir"], "test_predictions.tsv")) as f:
         rows = read_tsv(f.read())
@@ -62,6 +65,7 @@ def test_test_predictions_file(trained):
     assert [r[1] for r in rows[1:]] == [str(int(np.argmax(p))) for p in trained["expected"]]
 
 
+@pytest.mark.slow
 def test_predict_py_equals_do_predict(trained):
     proc = run_script("predict.py", ["--model_dir=" + trained["output_dir"],
                                      "--input_file=" + trained["test_file"], "--batch_size=5"])
@@ -74,6 +78,7 @@ def test_predict_py_equals_do_predict(trained):
     assert "Predicting 13 example(s) with checkpoint" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_classifier_api_equals_do_predict(trained, jit_compile):
     clf = inference.Classifier.load(trained["output_dir"], jit_compile=jit_compile, batch_size=4)
@@ -88,6 +93,7 @@ def test_classifier_api_equals_do_predict(trained, jit_compile):
     assert clf.predict([]).probabilities.shape == (0, 2)
 
 
+@pytest.mark.slow
 def test_predict_inputs_stdin_jsonl_csv_and_text_flags(trained, tmp_path):
     pairs = trained["pairs"][:3]
     lines = [json.dumps({"text_a": a, "text_b": b, "guid": "q%d" % i})
@@ -118,6 +124,7 @@ def test_predict_inputs_stdin_jsonl_csv_and_text_flags(trained, tmp_path):
     np.testing.assert_allclose([float(x) for x in row[2:]], trained["expected"][2], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_bad_inputs(trained, tmp_path):
     out = trained["output_dir"]
     # A folder without model_info.json (e.g. from the original TF1 run_classifier.py).
@@ -140,8 +147,9 @@ def test_predict_bad_inputs(trained, tmp_path):
     with pytest.raises(ValueError, match="head for 2 labels, but the label list has 3"):
         inference.Classifier.load(out, labels=["a", "b", "c"])
     with pytest.raises(ValueError, match="has no classifier head"):
+        # (max_seq_length: the tiny config's 64 positions; the config is checked first)
         inference.Classifier.load(os.path.dirname(trained["tiny"]["checkpoint"]),
-                                  labels=["0", "1"])
+                                  labels=["0", "1"], max_seq_length=32)
     # Input files: a header without text_a, a short row, bad JSON -- file and line named.
     from processors.raw_input import read_raw_examples
     bad = tmp_path / "bad.tsv"
@@ -201,6 +209,7 @@ def _hf_hidden_states(model, ids, mask, types):
     return out
 
 
+@pytest.mark.slow
 def test_extract_features_original_format(minilm_dir, hf_minilm, tmp_path):
     input_file = tmp_path / "input.txt"
     input_file.write_bytes("\n".join(EXTRACT_LINES).encode("utf-8"))
@@ -268,6 +277,7 @@ def sentence_transformer(minilm_dir):
     return SentenceTransformer(path, device="cpu")
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_sentence_vectors_equal_sentence_transformers(minilm_dir, sentence_transformer):
     """all-MiniLM-L6-v2 = mean pooling + L2 normalization over its BERT, max length 256."""
     sentences = _bbc_sentences(48)
@@ -296,6 +306,7 @@ def test_sentence_vectors_equal_sentence_transformers(minilm_dir, sentence_trans
     np.testing.assert_allclose(raw, reference, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.slow  # heavy in-process (a reference model or XLA compiles)
 def test_cls_and_pooled_vectors_equal_hugging_face(minilm_dir, hf_minilm):
     texts = [("The quick brown fox", "jumps over the lazy dog"), "Hello world",
              "A somewhat longer sentence about markets, profits and the economy."]
@@ -314,11 +325,12 @@ def test_cls_and_pooled_vectors_equal_hugging_face(minilm_dir, hf_minilm):
         encoder.encode(texts, pooling="max")
 
 
-def test_trimmed_batches_equal_fixed_length(minilm_dir, monkeypatch):
+def test_trimmed_batches_equal_fixed_length(minilm_dir):
     texts = _bbc_sentences(20) + ["short", "two words"]
     encoder = inference.Encoder.load(minilm_dir, max_seq_length=128, batch_size=8)
+    assert encoder.length_multiple == 16  # a pre-trained folder records none: the flag's default
     trimmed = encoder.encode(texts, pooling="mean")
-    monkeypatch.setattr(inference, "LENGTH_MULTIPLE", 128)  # every batch padded to 128
+    encoder.length_multiple = 0  # every batch padded to max_seq_length, as the original
     fixed = encoder.encode(texts, pooling="mean")
     np.testing.assert_allclose(trimmed, fixed, rtol=0, atol=2e-6)
     # Order is the input order whatever the length sort did.
@@ -326,6 +338,7 @@ def test_trimmed_batches_equal_fixed_length(minilm_dir, monkeypatch):
     np.testing.assert_allclose(trimmed[:4], one_by_one, rtol=0, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_vectors_cli_npy_jsonl_folder_and_mirrored(trained, tmp_path):
     """--pooling from a fine-tuned output_dir (a folder as --init_checkpoint): .npy and JSON
     lines agree with the API, and 2 mirrored CPU replicas give the same vectors."""

@@ -1,0 +1,1 @@
+"""The Python API: Classifier and Encoder (inference), the SavedModel modules (serving)."""

@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-import classifier_flags  # noqa: E402
-import model_dir as model_dir_lib  # noqa: E402
-import preflight  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
+from bert_classifier.cli import classifier_flags  # noqa: E402
+from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 from bert_classifier.workflow import run as workflow  # noqa: E402
 from processors import DataProcessor, input_encoding, set_input_encoding  # noqa: E402
 from processors.in_memory import InMemoryProcessor  # noqa: E402
@@ -66,7 +66,7 @@ class FineTuneRun:
     @functools.cached_property
     def classifier(self):
         """inference.Classifier over output_dir (its model_info.json, vocab and checkpoint)."""
-        import inference
+        from bert_classifier.api import inference
         return inference.Classifier.load(self.output_dir, checkpoint=self.checkpoint)
 
 

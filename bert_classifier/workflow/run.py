@@ -16,15 +16,19 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import classifier_flags  # noqa: E402
-import features  # noqa: E402
-import model_dir  # noqa: E402
-import precision  # noqa: E402
-import preflight  # noqa: E402
-import run_lock  # noqa: E402
 import tokenization  # noqa: E402
-import train_eval  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
+from bert_classifier.checks import run_lock  # noqa: E402
+from bert_classifier.core import precision  # noqa: E402
+from bert_classifier.core import progress  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
+from bert_classifier.workflow import input_pipeline  # noqa: E402
+from bert_classifier.workflow import model_dir  # noqa: E402
+from bert_classifier.workflow import outputs  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
+from bert_classifier.workflow import train_eval  # noqa: E402
+from bert_classifier.workflow import train_loop  # noqa: E402
 from processors import (DataProcessor, PaddingInputExample, get_processor,  # noqa: E402
                         import_processor_module, set_input_encoding)
 
@@ -81,7 +85,7 @@ def _check_batch_sizes(settings, strategy, multi_worker: bool) -> None:
                               ("eval_batch_size", settings.do_eval and not multi_worker),
                               ("predict_batch_size", settings.do_predict and not multi_worker)):
         if needed:
-            training.check_batch_size(flag_name, getattr(settings, flag_name), strategy)
+            input_pipeline.check_batch_size(flag_name, getattr(settings, flag_name), strategy)
 
 
 def _check_training_options(settings, train_examples, label_list: list, strategy):
@@ -89,10 +93,10 @@ def _check_training_options(settings, train_examples, label_list: list, strategy
     --class_weights as one weight per label (None when unset or without training)."""
     if not settings.do_train:
         return None
-    training.check_gradient_accumulation(settings.train_batch_size,
+    train_loop.check_gradient_accumulation(settings.train_batch_size,
                                          settings.gradient_accumulation_steps,
                                          strategy.num_replicas_in_sync)
-    class_weights = training.class_weights_from_flag(
+    class_weights = train_loop.class_weights_from_flag(
         settings.class_weights, label_list, [example.label for example in train_examples])
     if class_weights is not None:
         logging.info("Class weights (--class_weights=%s): %s", settings.class_weights,
@@ -116,7 +120,7 @@ def run(settings, processor: Optional[DataProcessor] = None,
     """The original run_classifier main(): checks, train, eval, predict. `settings` has every
     run_classifier flag as an attribute; `processor` replaces --task_name's lookup. Errors a
     user can cause are one-line ValueErrors raised before any long work."""
-    training.configure_cpu_devices(settings.num_cpu_devices)
+    strategies.configure_cpu_devices(settings.num_cpu_devices)
     if settings.processor_module:
         import_processor_module(settings.processor_module)
 
@@ -132,11 +136,11 @@ def run(settings, processor: Optional[DataProcessor] = None,
     eval_settings = train_eval.settings_from_flags(settings, len(label_list))
 
     # Created before any TensorFlow op runs (collective ops must be configured at start-up).
-    strategy = training.create_strategy(settings.distribution_strategy, settings.use_tpu,
+    strategy = strategies.create_strategy(settings.distribution_strategy, settings.use_tpu,
                                         settings.tpu_name, settings.tpu_zone,
                                         settings.gcp_project)
-    chief = training.is_chief(strategy)
-    multi_worker = training.is_multi_worker(strategy)
+    chief = strategies.is_chief(strategy)
+    multi_worker = strategies.is_multi_worker(strategy)
     # Only the chief writes into output_dir; other workers keep their files to themselves.
     work_dir = settings.output_dir if chief else tempfile.mkdtemp(prefix="bert_worker_")
     lock = None
@@ -156,9 +160,8 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
     """run() once output_dir is locked."""
     _check_batch_sizes(settings, strategy, multi_worker)
     logging.info("Distribution: %s with %d replica(s) in sync",
-                 training.strategy_name(strategy), strategy.num_replicas_in_sync)
-    # On several workers the chief evaluates by itself, on its own devices.
-    infer_strategy = strategy if not multi_worker else training.create_strategy("one_device")
+                 strategies.strategy_name(strategy), strategy.num_replicas_in_sync)
+    infer_strategy = strategies.inference_strategy(strategy)
     # Padding makes every batch full: the original does it on TPU, and here also when
     # batches are split over several replicas.
     pad = settings.use_tpu or infer_strategy.num_replicas_in_sync > 1
@@ -167,7 +170,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
 
     tokenizer = tokenization.FullTokenizer(
         vocab_file=settings.vocab_file, do_lower_case=settings.do_lower_case)
-    progress = classifier_flags.progress_setting(settings.progress_bar)
+    progress = progress.enabled_setting(settings.progress_bar)
 
     # Read every set the run needs and check its labels first: a bad label fails here, with
     # the file and row, not after an hour of training.
@@ -215,7 +218,8 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
             # trained model later without these flags (model_dir.py).
             model_dir.write_model_info(
                 settings.output_dir, task_name, label_list, settings.max_seq_length,
-                settings.do_lower_case, settings.bert_config_file, settings.vocab_file)
+                settings.do_lower_case, settings.bert_config_file, settings.vocab_file,
+                length_multiple=settings.length_multiple)
         logging.info("***** Running training *****")
         logging.info("  Num examples = %d", len(train_examples))
         logging.info("  Batch size = %d", settings.train_batch_size)
@@ -234,7 +238,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
                 num_batches=(-(-num_eval_records // settings.eval_batch_size)
                              if num_eval_records is not None else None),
                 **inference)
-        result.global_step = training.train(bert_config, len(label_list), training.TrainConfig(
+        result.global_step = train_loop.train(bert_config, len(label_list), train_loop.TrainConfig(
             output_dir=settings.output_dir,
             train_file=train_file,
             max_seq_length=settings.max_seq_length,
@@ -266,7 +270,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
         return result
 
     def load_model():
-        return training.load_for_inference(
+        return forward.load_for_inference(
             bert_config, len(label_list), settings.output_dir, settings.init_checkpoint,
             infer_strategy, settings.allow_partial_checkpoint)
 
@@ -277,17 +281,17 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
                 label_list, tokenizer, "***** Running evaluation *****")
         model, result.checkpoint, global_step = load_model()
         logging.info("Evaluating checkpoint %s", result.checkpoint)
-        eval_outputs = training.evaluate_with_outputs(
+        eval_outputs = forward.evaluate_with_outputs(
             model, len(label_list), eval_file, settings.max_seq_length,
             settings.eval_batch_size, infer_strategy, drop_remainder=pad,
             global_step=global_step, progress_bar=progress,
             num_batches=-(-num_eval_records // settings.eval_batch_size), **inference)
-        training.write_eval_results(os.path.join(settings.output_dir, "eval_results.txt"),
+        outputs.write_eval_results(os.path.join(settings.output_dir, "eval_results.txt"),
                                     eval_outputs.results)
-        training.write_eval_summaries(settings.output_dir, eval_outputs.results)
+        outputs.write_eval_summaries(settings.output_dir, eval_outputs.results)
         # Beyond the original: per-class metrics, macro-F1, MCC, ROC AUC, confusion matrix.
-        report = training.eval_metrics_report(eval_outputs, label_list)
-        training.write_json(os.path.join(settings.output_dir, train_eval.REPORT_FILENAME),
+        report = outputs.eval_metrics_report(eval_outputs, label_list)
+        outputs.write_json(os.path.join(settings.output_dir, train_eval.REPORT_FILENAME),
                             report)
         result.eval_metrics = report
         result.eval_results = {key: report[key] for key in eval_outputs.results}
@@ -299,16 +303,16 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
             label_list, tokenizer, "***** Running prediction*****")
         model, result.checkpoint, _ = load_model()
         logging.info("Predicting with checkpoint %s", result.checkpoint)
-        probabilities = training.predict(
+        probabilities = forward.predict(
             model, predict_file, settings.max_seq_length, settings.predict_batch_size,
             infer_strategy, drop_remainder=pad, num_examples=len(predict_examples),
             progress_bar=progress, **inference)
         output_predict_file = os.path.join(settings.output_dir, "test_results.tsv")
-        num_written_lines = training.write_test_results(output_predict_file, probabilities)
+        num_written_lines = outputs.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == len(predict_examples)
         # Beside the original's file: the same probabilities with a header, the guid and the
         # predicted label's name.
-        training.write_test_predictions(
+        outputs.write_test_predictions(
             os.path.join(settings.output_dir, "test_predictions.tsv"),
             [example.guid for example in predict_examples], probabilities, label_list)
         result.test_probabilities = np.asarray(probabilities, dtype=np.float32)

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-import checkpoints  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
 import modeling  # noqa: E402
 import processors  # noqa: E402
 import tokenization  # noqa: E402
@@ -215,9 +215,12 @@ def check_checkpoint_fits(path: str, bert_config: modeling.BertConfig, num_label
                           allow_partial: bool = False, flag: str = "init_checkpoint") -> str:
     """The checkpoint `path` is readable and fits a model of bert_config (see
     checkpoints.check_checkpoint_fits: same shapes, no `bert/` variable missing or unused unless
-    allow_partial), read from its index only. Returns the checkpoint prefix."""
-    prefix = check_checkpoint_readable(path, flag)
-    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    allow_partial), read from its index only (once). Returns the checkpoint prefix."""
+    try:
+        prefix, reader = checkpoints.open_checkpoint(path)
+    except ValueError as error:
+        raise ValueError(f"--{flag}={path}: {error}") from None
+    shapes = reader.get_variable_to_shape_map()
     try:
         checkpoints.check_checkpoint_fits(
             prefix, shapes, checkpoints.expected_variable_shapes(bert_config, num_labels),
@@ -237,14 +240,13 @@ def check_resumable(output_dir: str, bert_config: modeling.BertConfig,
     if prefix is None:
         return None
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    expected = checkpoints.expected_variable_shapes(bert_config, num_labels)
-    missing = [n for n in expected if n not in shapes]
-    if missing:
-        raise ValueError(f"checkpoint {prefix} in --output_dir lacks {len(missing)} variable(s) of "
-                         f"this model ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
-                         "): was output_dir used with another bert_config.json or task? Use a new "
-                         "--output_dir")
-    checkpoints.check_checkpoint_fits(prefix, shapes, expected)
+    try:
+        checkpoints.check_checkpoint_fits(
+            prefix, shapes, checkpoints.expected_variable_shapes(bert_config, num_labels),
+            complete=True, described_as=f"checkpoint {prefix} in --output_dir")
+    except ValueError as error:
+        raise ValueError(f"{error}: was output_dir used with another bert_config.json or task? "
+                         "Use a new --output_dir") from None
     return prefix
 
 

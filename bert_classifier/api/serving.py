@@ -11,9 +11,10 @@ EncoderModule signatures:
   from_ids(input_ids, input_mask, segment_ids) -> vector
   tokenize(text_a, text_b) -> as above
 
-An empty text_b is a single sentence. The string signatures run the model on each batch only as
-wide as its longest text (the tokenizer's pad_to_max_seq_length=False); padding positions are
-masked, so results equal full-length ones up to float noise. The graphs use TensorFlow's plain
+An empty text_b is a single sentence. The string signatures run the model on each batch at the
+length of its longest text rounded up to the model's length_multiple (input_pipeline.batch_length,
+the rule of training and the Python API); padding positions are masked, so results equal
+full-length ones up to float noise. The graphs use TensorFlow's plain
 ops (fused_ops.plain_ops while tracing), so a server without XLA runs them.
 """
 import os
@@ -23,16 +24,24 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-import fused_ops  # noqa: E402
-import graph_tokenizer  # noqa: E402
+from bert_classifier.core import fused_ops  # noqa: E402
+from bert_classifier.core import graph_tokenizer  # noqa: E402
 import modeling  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
+from bert_classifier.workflow import input_pipeline  # noqa: E402
 
 _TEXT_PAIR = [tf.TensorSpec([None], tf.string, name="text_a"),
               tf.TensorSpec([None], tf.string, name="text_b")]
 _IDS = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
         tf.TensorSpec([None, None], tf.int32, name="input_mask"),
         tf.TensorSpec([None, None], tf.int32, name="segment_ids")]
+
+
+def _encode_trimmed(tokenizer: graph_tokenizer.GraphTokenizer, text_a: tf.Tensor,
+                    text_b: tf.Tensor, length_multiple: int) -> Dict[str, tf.Tensor]:
+    """The pairs' int32 features, cut to the batch-length rule's length (cut_to_longest)."""
+    return input_pipeline.cut_to_longest(tokenizer.encode_batch(text_a, text_b),
+                                         length_multiple, tokenizer.max_seq_length)
 
 
 def _hold_weights(module: tf.Module, model: tf.Module) -> None:
@@ -46,8 +55,10 @@ class ClassifierModule(tf.Module):
     """A BertClassifier with its labels and tokenizer, for tf.saved_model.save."""
 
     def __init__(self, model: modeling.BertClassifier, tokenizer: graph_tokenizer.GraphTokenizer,
-                 labels: Sequence[str]):
+                 labels: Sequence[str],
+                 length_multiple: int = input_pipeline.DEFAULT_LENGTH_MULTIPLE):
         super().__init__(name="bert_classifier_serving")
+        self.length_multiple = length_multiple
         if len(labels) != model.num_labels:
             raise ValueError("%d labels for a head of %d" % (len(labels), model.num_labels))
         _hold_weights(self, model)
@@ -56,15 +67,14 @@ class ClassifierModule(tf.Module):
 
     def _probabilities(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         logits = self._model(features["input_ids"], features["input_mask"],
-                            features["segment_ids"], training=False)
+                             features["segment_ids"], training=False)
         return tf.nn.softmax(logits, axis=-1)
 
     @tf.function(input_signature=_TEXT_PAIR)
     def classify(self, text_a, text_b):
         """Raw text pairs -> probabilities [batch, num_labels] and the most probable label."""
-        # The batch only as wide as its longest pair (padding positions are masked anyway).
         probabilities = self._probabilities(
-            self.tokenizer.encode_batch(text_a, text_b, pad_to_max_seq_length=False))
+            _encode_trimmed(self.tokenizer, text_a, text_b, self.length_multiple))
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
         return {"probabilities": probabilities, "label": label}
 
@@ -91,11 +101,11 @@ class EncoderModule(tf.Module):
     """A BertModel with its pooling and tokenizer, for tf.saved_model.save."""
 
     def __init__(self, bert: modeling.BertModel, tokenizer: graph_tokenizer.GraphTokenizer,
-                 pooling: str = "mean", normalize: bool = False):
+                 pooling: str = "mean", normalize: bool = False,
+                 length_multiple: int = input_pipeline.DEFAULT_LENGTH_MULTIPLE):
         super().__init__(name="bert_encoder_serving")
-        if pooling not in training.POOLINGS:
-            raise ValueError("pooling=%r: expected one of %s"
-                             % (pooling, ", ".join(training.POOLINGS)))
+        self.length_multiple = length_multiple
+        forward.check_pooling(pooling)
         _hold_weights(self, bert)
         self.tokenizer = tokenizer
         self.pooling = pooling
@@ -103,15 +113,15 @@ class EncoderModule(tf.Module):
 
     def _vectors(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         outputs = self._model(features["input_ids"], features["input_mask"],
-                            features["segment_ids"], training=False)
-        return training.pool_sequence(outputs, features["input_mask"], self.pooling,
-                                      self.normalize)
+                              features["segment_ids"], training=False)
+        return forward.pool_sequence(outputs, features["input_mask"], self.pooling,
+                                     self.normalize)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def embed(self, text):
         """Raw texts -> vector float32 [batch, hidden]."""
-        features = self.tokenizer.encode_batch(text, tf.fill(tf.shape(text), ""),
-                                               pad_to_max_seq_length=False)
+        features = _encode_trimmed(self.tokenizer, text, tf.fill(tf.shape(text), ""),
+                                   self.length_multiple)
         return {"vector": self._vectors(features)}
 
     @tf.function(input_signature=_IDS)

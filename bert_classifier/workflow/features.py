@@ -28,9 +28,10 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import kill_points  # noqa: E402
+from bert_classifier.core import kill_points  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 import tokenization  # noqa: E402
-from progress import ProgressBar  # noqa: E402
+from bert_classifier.core.progress import ProgressBar  # noqa: E402
 from processors.base import InputFeatures, PaddingInputExample  # noqa: E402
 
 # Examples per task handed to a worker process: large enough to amortise the pickling.
@@ -365,11 +366,11 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
         logging.info("Parallel featurization needs fork (Linux); using one process.")
         num_workers = 1
 
-    directory = os.path.dirname(output_file)
-    temp_file = os.path.join(directory, ".%s.tmp-%s" % (os.path.basename(output_file),
-                                                        uuid.uuid4().hex[:8]))
+    # A hidden temporary name, unique per call (run_lock recognises `.<name>.tmp-<hex>`).
+    temp_file = os.path.join(os.path.dirname(output_file), ".%s.tmp-%s" % (
+        os.path.basename(output_file), uuid.uuid4().hex[:8]))
     progress = ProgressBar(total, os.path.basename(output_file), unit="ex")
-    try:
+    with files.into_place(output_file, temporary=temp_file):
         with tf.io.TFRecordWriter(temp_file) as writer:
             def write(ex_index: int, record: bytes) -> None:
                 if ex_index % 10000 == 0:
@@ -405,11 +406,6 @@ def file_based_convert_examples_to_features(examples: Sequence, label_list: Sequ
                     gc.unfreeze()
                     _WORKER_CONVERTER = None
         progress.close()
-        tf.io.gfile.rename(temp_file, output_file, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(temp_file):
-            tf.io.gfile.remove(temp_file)
-        raise
 
 
 def name_to_features(seq_length: int) -> Dict[str, tf.io.FixedLenFeature]:

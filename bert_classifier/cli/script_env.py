@@ -1,6 +1,7 @@
 """The process environment every script sets before TensorFlow is imported.
 
-Import it first in an entry point (`import script_env  # noqa: F401`, before `tensorflow`):
+Import it first in an entry point (`from bert_classifier.cli import script_env`, before
+`tensorflow`; importing the package `bert_classifier` does it too):
 
 - `TF_USE_LEGACY_KERAS=1`: every `tf.keras` is tf_keras (Keras 2), as the project's modules.
 - `TF_CPU_ALLOCATOR_USE_BFC=true`: CPU tensors come from TensorFlow's BFC allocator, which keeps
@@ -24,7 +25,7 @@ Two more things a first run should not show:
   (DRIVERLESS_GPU_PROBE_QUIETED says it did). With a driver nothing is hidden: a failing GPU
   then says why. `TF_CPP_MIN_LOG_LEVEL=0` also keeps the line.
 - Ctrl-C before a script's main() runs (while TensorFlow is imported, say) ends it with one line,
-  `script.py: interrupted`, instead of a traceback (cli.main_with_clean_errors handles Ctrl-C
+  `script.py: interrupted`, instead of a traceback (errors.main_with_clean_errors handles Ctrl-C
   inside main()). BERT_TRACEBACK=1 keeps the traceback.
 """
 

@@ -7,7 +7,7 @@ TensorFlow Serving.
 
 Everything that depends on Unicode properties comes from Python (`unicodedata`, `str.lower`,
 `str.isspace` and the predicates of `tokenization.py`), evaluated for all 0x110000 code points
-when the tokenizer is built and stored in the graph as a two-stage page table:
+when the tokenizer is built (char_tables.py) and stored in the graph as a two-stage page table:
 `record = records_of_page[page_start[cp >> 8] + (cp & 255)]`, where a record says what the
 basic tokenizer does with one character (drop it, treat it as a separator, isolate it as a CJK
 ideograph, and in lower-case mode its lower-cased, NFD-decomposed characters without Mn marks,
@@ -42,198 +42,21 @@ never sees more than 201 characters of a token. A 1 MB text costs about 0.1 s to
 All ops are pinned to the CPU (string work; on a GPU machine the model after it still runs on
 the GPU).
 """
-import functools
 import os
-import unicodedata
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from absl import logging  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tokenization  # noqa: E402
+from bert_classifier.core import char_tables  # noqa: E402
 
 MAX_CHARS_PER_WORD = 200  # WordpieceTokenizer.max_input_chars_per_word
-NUM_CODE_POINTS = 0x110000
-_PAGE_BITS = 8
-_PAGE_SIZE = 1 << _PAGE_BITS
 # Rounds of pointer doubling: after round r every piece start within 2**(r+1) - 1 pieces of a
 # token's start is reached, and a token of <= 200 characters has at most 200 pieces.
 _DOUBLING_ROUNDS = 8
-
-# What the basic tokenizer does with a character (record column `kind`).
-KIND_NORMAL = 0     # part of a word
-KIND_DROPPED = 1    # removed by _clean_text (NUL, U+FFFD, control and format characters)
-KIND_SEPARATOR = 2  # splits words (_is_whitespace, or str.isspace such as U+2028)
-KIND_ISOLATED = 3   # a CJK ideograph: a word of its own (_tokenize_chinese_chars)
-
-# Final_Sigma context of a character (record column `context`, lower-case mode only).
-CONTEXT_OTHER = 0       # neither cased nor case-ignorable; also every word boundary
-CONTEXT_CASED = 1
-CONTEXT_IGNORABLE = 2   # skipped when looking for the cased neighbours of U+03A3
-
-_CAPITAL_SIGMA = 0x3A3
-_FINAL_SIGMA = 0x3C2
-_SELF = -1  # in `out`: the source character itself (lets most pages share their records)
-
-
-class CharTables(NamedTuple):
-    """Per-code-point behaviour of the basic tokenizer, as numpy arrays.
-
-    Two-stage lookup: `records_of_page[page_start[cp >> 8] + (cp & 255)]` is the record id of
-    code point cp (pages of 256 code points with the same records are stored once); the other
-    arrays are indexed by record id ([num_records] or [num_records, max_out]).
-    """
-    page_start: np.ndarray       # [0x1100] int32, offset of the page in records_of_page
-    records_of_page: np.ndarray  # [num_blocks * 256] uint16 (int32 beyond 65536 records)
-    kind: np.ndarray             # [R] uint8, KIND_*
-    context: np.ndarray          # [R] uint8, CONTEXT_* (only used in lower-case mode)
-    count: np.ndarray            # [R] uint8, number of output characters (0..max_out)
-    starters: np.ndarray         # [R] uint8, combining-class-0 characters in the full NFD
-    out: np.ndarray              # [R, max_out] int32, output code points (_SELF: the source)
-    punct: np.ndarray            # [R, max_out] bool, output character is punctuation
-    out_ccc: np.ndarray          # [R, max_out] uint8, combining class of each output
-    out_run: np.ndarray          # [R, max_out] uint8, starters up to and including the output
-    reorders: np.ndarray         # [R] bool, an output has a nonzero combining class
-
-    def nbytes(self) -> int:
-        return sum(array.nbytes for array in self)
-
-
-def _final_sigma_contexts(chars: List[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """(cased, case_ignorable) of each character, measured with Python's own `str.lower()`.
-
-    CPython lowercases U+03A3 to final sigma when a cased character precedes it and none
-    follows it, skipping case-ignorable characters both ways. So "A" + c + "Σ" ends in a final
-    sigma iff c is case-ignorable or cased, and "AΣ" + c starts with "aς" iff c is
-    case-ignorable or not cased. NUL (never in a word: it is dropped) separates the probes.
-    """
-    probes_before = ("A" + "\u03a3\x00A".join(chars) + "\u03a3").lower().split("\x00")
-    probes_after = ("A\u03a3" + "\x00A\u03a3".join(chars)).lower().split("\x00")
-    ignorable_or_cased = np.array([probe[-1] == "\u03c2" for probe in probes_before])
-    ignorable_or_uncased = np.array([probe[1] == "\u03c2" for probe in probes_after])
-    return (ignorable_or_cased & ~ignorable_or_uncased,
-            ignorable_or_cased & ignorable_or_uncased)
-
-
-def _record_arrays(records: Dict[tuple, int]) -> Dict[str, np.ndarray]:
-    """Record tuples (kind, context, outputs, punct, starters, ccc, run) -> column arrays."""
-    max_out = max(len(record[2]) for record in records)
-    num_records = len(records)
-    columns = {"kind": np.zeros(num_records, np.uint8),
-               "context": np.zeros(num_records, np.uint8),
-               "count": np.zeros(num_records, np.uint8),
-               "starters": np.zeros(num_records, np.uint8),
-               "out": np.zeros((num_records, max_out), np.int32),
-               "punct": np.zeros((num_records, max_out), bool),
-               "out_ccc": np.zeros((num_records, max_out), np.uint8),
-               "out_run": np.zeros((num_records, max_out), np.uint8)}
-    for (kind, context, outputs, punct, starters, ccc, run), index in records.items():
-        n = len(outputs)
-        columns["kind"][index] = kind
-        columns["context"][index] = context
-        columns["count"][index] = n
-        columns["starters"][index] = starters
-        columns["out"][index, :n] = outputs
-        columns["punct"][index, :n] = punct
-        columns["out_ccc"][index, :n] = ccc
-        columns["out_run"][index, :n] = run
-    columns["reorders"] = (columns["out_ccc"] != 0).any(axis=1)
-    return columns
-
-
-@functools.lru_cache(maxsize=2)
-def build_char_tables(do_lower_case: bool) -> CharTables:
-    """Evaluates the basic tokenizer's per-character steps on every code point.
-
-    The predicates are tokenization.py's own (`_is_control`, `_is_whitespace`,
-    `_is_chinese_char`, `_is_punctuation`), applied in bulk; only the characters that lower-casing
-    or NFD change go through the per-character loop. Raises RuntimeError if this Python's Unicode
-    data breaks an assumption the graph relies on (an output character that is whitespace).
-    """
-    # Surrogates cannot come out of UTF-8 decoding and NUL is dropped (and serves as the
-    # separator of the bulk calls below): both get the "dropped" record.
-    code_points = np.array([cp for cp in range(1, NUM_CODE_POINTS)
-                            if not 0xD800 <= cp <= 0xDFFF])
-    chars = list(map(chr, code_points.tolist()))
-    if do_lower_case:
-        # Per character: str.lower(), then NFD, for all characters in one call each (NUL keeps
-        # them apart: lowercasing and NFD never move a character across a combining-class-0
-        # one). A lone U+03A3 lowercases to the non-final sigma; the graph corrects it by context.
-        lowered = "\x00".join(chars).lower().split("\x00")
-        decomposed = unicodedata.normalize("NFD", "\x00".join(lowered)).split("\x00")
-        cased, ignorable = _final_sigma_contexts(chars)
-        context = np.where(ignorable, CONTEXT_IGNORABLE,
-                           np.where(cased, CONTEXT_CASED, CONTEXT_OTHER))
-        marks = np.array([category == "Mn" for category in map(unicodedata.category, chars)])
-        unchanged = np.array([a == b for a, b in zip(decomposed, chars)]) & ~marks
-        if len(decomposed) != len(chars):
-            raise RuntimeError("a character's lowercase or NFD form contains NUL")
-    else:
-        decomposed = chars
-        context = np.zeros(len(chars), np.int64)
-        unchanged = np.ones(len(chars), bool)
-    dropped = np.array([char == "\ufffd" or tokenization._is_control(char) for char in chars])
-    separator = ~dropped & np.array([tokenization._is_whitespace(char) or char.isspace()
-                                     for char in chars])
-    kind = np.where(dropped, KIND_DROPPED, np.where(separator, KIND_SEPARATOR, np.where(
-        list(map(tokenization._is_chinese_char, code_points.tolist())), KIND_ISOLATED,
-        KIND_NORMAL)))
-    context = np.where(kind == KIND_NORMAL, context, CONTEXT_OTHER)
-    combining = np.array(list(map(unicodedata.combining, chars)))
-    if not do_lower_case:
-        combining[:] = 0  # no NFD in cased mode: nothing is ever reordered
-    punct = np.array(list(map(tokenization._is_punctuation, chars)))
-
-    records: Dict[tuple, int] = {}
-    record_of_cp = np.zeros(NUM_CODE_POINTS, np.int64)
-    # Dropped characters and separators have no outputs. A dropped character is invisible to
-    # Final_Sigma (case-ignorable) and to NFD (no starter); a separator is a space in the
-    # cleaned text, a word boundary and a combining-class-0 character that ends a run of marks.
-    dropped_record = (KIND_DROPPED, CONTEXT_IGNORABLE, (), (), 0, (), ())
-    record_of_cp[0] = record_of_cp[0xD800:0xE000] = records.setdefault(dropped_record, 0)
-    record_of_cp[code_points[kind == KIND_DROPPED]] = records[dropped_record]
-    record_of_cp[code_points[kind == KIND_SEPARATOR]] = records.setdefault(
-        (KIND_SEPARATOR, CONTEXT_OTHER, (), (), 1, (), ()), len(records))
-    # Characters that stay themselves: their record depends on a few flags only.
-    simple = unchanged & (kind != KIND_DROPPED) & (kind != KIND_SEPARATOR)
-    flags = (((kind * 4 + context) * 2 + punct) * 256 + combining)[simple]
-    distinct, inverse = np.unique(flags, return_inverse=True)
-    ids = []
-    for flag in distinct.tolist():
-        ccc = flag % 256
-        k, c, p = flag // 256 // 2 // 4, flag // 256 // 2 % 4, flag // 256 % 2
-        ids.append(records.setdefault((k, c, (_SELF,), (bool(p),), int(ccc == 0), (ccc,),
-                                       (int(ccc == 0),)), len(records)))
-    record_of_cp[code_points[simple]] = np.array(ids)[inverse.reshape(-1)]
-    # The others, one at a time: outputs are NFD's characters without Mn marks.
-    for index in np.flatnonzero(~unchanged & (kind != KIND_DROPPED) & (kind != KIND_SEPARATOR)):
-        outputs, out_punct, out_ccc, out_run = [], [], [], []
-        starters = 0
-        for out_char in decomposed[index]:
-            ccc = unicodedata.combining(out_char)
-            starters += ccc == 0
-            if unicodedata.category(out_char) == "Mn":
-                continue  # _run_strip_accents
-            if out_char.isspace():
-                raise RuntimeError("U+%04X becomes whitespace when lowercased/NFD"
-                                   % code_points[index])
-            outputs.append(ord(out_char))
-            out_punct.append(tokenization._is_punctuation(out_char))
-            out_ccc.append(ccc)
-            out_run.append(starters)
-        record = (int(kind[index]), int(context[index]), tuple(outputs), tuple(out_punct),
-                  starters, tuple(out_ccc), tuple(out_run))
-        record_of_cp[code_points[index]] = records.setdefault(record, len(records))
-
-    columns = _record_arrays(records)
-    pages = record_of_cp.reshape(-1, _PAGE_SIZE)
-    blocks, block_of_page = np.unique(pages, axis=0, return_inverse=True)
-    record_dtype = np.uint16 if len(records) <= np.iinfo(np.uint16).max + 1 else np.int32
-    return CharTables(page_start=block_of_page.reshape(-1).astype(np.int32) * _PAGE_SIZE,
-                      records_of_page=blocks.reshape(-1).astype(record_dtype), **columns)
 
 
 def _shift_right(values: tf.Tensor, fill) -> tf.Tensor:
@@ -335,7 +158,7 @@ class GraphTokenizer(tf.Module):
         # The longest candidates worth looking up, in characters.
         self._max_first_piece = min(MAX_CHARS_PER_WORD, max(map(len, vocab)))
         self._max_next_piece = min(MAX_CHARS_PER_WORD, max(map(len, continuations), default=0))
-        tables = build_char_tables(self.do_lower_case)
+        tables = char_tables.build_char_tables(self.do_lower_case)
         self._max_out = tables.out.shape[1]
         # Constants, not variables: a SavedModel stores a constant that functions capture once
         # however many functions use it, and a constant has no device of its own (a variable
@@ -346,7 +169,7 @@ class GraphTokenizer(tf.Module):
                            for field, value in tables._asdict().items()}
         logging.info("GraphTokenizer: %d vocabulary entries, do_lower_case=%s, %d character "
                      "records in %d pages, tables %.0f kB", self.vocab_size, self.do_lower_case,
-                     len(tables.kind), len(tables.records_of_page) // _PAGE_SIZE,
+                     len(tables.kind), len(tables.records_of_page) // char_tables.PAGE_SIZE,
                      tables.nbytes() / 1024)
 
     # ------------------------------------------------------------------ public graph functions
@@ -432,9 +255,9 @@ class GraphTokenizer(tf.Module):
     def _records(self, code_points: tf.Tensor) -> tf.Tensor:
         """int32 record id of each code point (UTF-8 decoding yields only 0..0x10FFFF)."""
         page_start = tf.gather(self._chars["page_start"],
-                               tf.bitwise.right_shift(code_points, _PAGE_BITS))
-        records = tf.gather(self._chars["records_of_page"],
-                            page_start + tf.bitwise.bitwise_and(code_points, _PAGE_SIZE - 1))
+                               tf.bitwise.right_shift(code_points, char_tables.PAGE_BITS))
+        offset = tf.bitwise.bitwise_and(code_points, char_tables.PAGE_SIZE - 1)
+        records = tf.gather(self._chars["records_of_page"], page_start + offset)
         return tf.cast(records, tf.int32)
 
     def _final_sigmas(self, records: tf.Tensor, code_points: tf.Tensor,
@@ -447,18 +270,18 @@ class GraphTokenizer(tf.Module):
         "not cased", as at the ends of the word; it also stops at the ends of the text.
         """
         context = tf.gather(self._chars["context"], records)
-        anchored = tf.not_equal(context, CONTEXT_IGNORABLE)
+        anchored = tf.not_equal(context, char_tables.CONTEXT_IGNORABLE)
         anchors = _positions(anchored)  # a sigma is one of them (it is cased)
         last_anchor = tf.size(anchors) - 1
         rank = tf.gather(tf.math.cumsum(tf.cast(anchored, tf.int32)) - 1,
-                         _positions(tf.equal(code_points, _CAPITAL_SIGMA)))
+                         _positions(tf.equal(code_points, char_tables.CAPITAL_SIGMA)))
         sigma_rows = _rows_of(tf.gather(anchors, rank), row_splits)
         before = tf.gather(anchors, tf.maximum(rank - 1, 0))
         after = tf.gather(anchors, tf.minimum(rank + 1, last_anchor))
         cased_before = ((rank >= 1) & (before >= tf.gather(row_splits, sigma_rows)) &
-                        tf.equal(tf.gather(context, before), CONTEXT_CASED))
+                        tf.equal(tf.gather(context, before), char_tables.CONTEXT_CASED))
         cased_after = ((rank < last_anchor) & (after < tf.gather(row_splits, sigma_rows + 1)) &
-                       tf.equal(tf.gather(context, after), CONTEXT_CASED))
+                       tf.equal(tf.gather(context, after), char_tables.CONTEXT_CASED))
         is_final = cased_before & ~cased_after
         final_positions = tf.gather(anchors, tf.gather(rank, _positions(is_final)))
         return tf.scatter_nd(final_positions[:, None], tf.ones_like(final_positions, tf.bool),
@@ -498,10 +321,10 @@ class GraphTokenizer(tf.Module):
                                      tf.shape(code_points))
 
         # Dropped characters stay in the arrays but have no outputs and do not split words.
-        isolated = tf.equal(kind, KIND_ISOLATED)
+        isolated = tf.equal(kind, char_tables.KIND_ISOLATED)
         # Whitespace-separated words, a CJK ideograph being a word of its own. A separator
         # starts a "word" of its own too, which ends at the next character (it has no outputs).
-        word_starts = (first_in_row | tf.equal(kind, KIND_SEPARATOR) | isolated |
+        word_starts = (first_in_row | tf.equal(kind, char_tables.KIND_SEPARATOR) | isolated |
                        _shift_right(isolated, False))
         words = tf.math.cumsum(tf.cast(word_starts, tf.int32))
 
@@ -517,15 +340,15 @@ class GraphTokenizer(tf.Module):
         sources = source_slots[:, 0]
         out_index = tf.gather(records, sources) * self._max_out + source_slots[:, 1]
         chars = tf.gather(self._chars["out"], out_index)
-        chars = tf.where(tf.equal(chars, _SELF), tf.gather(code_points, sources), chars)
+        chars = tf.where(tf.equal(chars, char_tables.SELF), tf.gather(code_points, sources), chars)
         punct = tf.gather(self._chars["punct"], out_index)
         if self.do_lower_case:
             # Both steps only run for a batch that needs them (tf.cond runs one branch).
             def final_sigmas():
                 final = self._final_sigmas(records, code_points, row_splits)
-                return tf.where(tf.gather(final, sources), _FINAL_SIGMA, chars)
+                return tf.where(tf.gather(final, sources), char_tables.FINAL_SIGMA, chars)
 
-            chars = tf.cond(tf.reduce_any(tf.equal(code_points, _CAPITAL_SIGMA)),
+            chars = tf.cond(tf.reduce_any(tf.equal(code_points, char_tables.CAPITAL_SIGMA)),
                             final_sigmas, lambda: chars)
 
             def reorder():

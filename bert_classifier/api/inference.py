@@ -1,6 +1,6 @@
 """Use a BERT model from Python: sentence vectors and answers for new text, loaded once.
 
-    from inference import Encoder, Classifier
+    from bert_classifier.api.inference import Encoder, Classifier
 
     encoder = Encoder.load("pretrained/minilm_L-6_H-384_A-12")       # or a fine-tuned output_dir
     vectors = encoder.encode(["a sentence", "another"], pooling="mean", normalize=True)  # [2, 384]
@@ -29,22 +29,20 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
-import features  # noqa: E402
-import kill_points  # noqa: E402
-import model_dir as model_dir_lib  # noqa: E402
-import modeling  # noqa: E402
-import preflight  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.workflow import features  # noqa: E402
+from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
+from bert_classifier.checks import preflight  # noqa: E402
+from bert_classifier.core import kill_points  # noqa: E402
 import tokenization  # noqa: E402
-import training  # noqa: E402
-from progress import ProgressBar  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
+from bert_classifier.workflow import input_pipeline  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
+from bert_classifier.core.progress import ProgressBar  # noqa: E402
 
 Text = Union[str, Tuple[str, Optional[str]]]
 
 DEFAULT_BATCH_SIZE = 64
-# Batches are cut to their longest text rounded up to this multiple: at most
-# max_seq_length / 8 distinct sequence lengths to compile.
-LENGTH_MULTIPLE = 8
 
 
 class TextsError(TypeError, ValueError):
@@ -104,6 +102,8 @@ class _BertRunner:
         self.strategy = strategy
         self.batch_size = batch_size
         self.max_seq_length = info.max_seq_length
+        # Batches are cut to their longest text by the batch-length rule of training.
+        self.length_multiple = info.length_multiple
         # The scripts' checks (preflight.py), before anything is built.
         self.bert_config = preflight.load_bert_config(info.bert_config_file)
         preflight.check_max_seq_length(info.max_seq_length, self.bert_config)
@@ -126,12 +126,8 @@ class _BertRunner:
         static = _is_tpu(self.strategy)
         for start in range(0, count, batch_size):
             rows = order[start:start + batch_size]
-            if static:
-                seq_length = self.max_seq_length
-            else:
-                longest = int(encoded.lengths[rows].max())
-                seq_length = min(self.max_seq_length,
-                                 -(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE)
+            seq_length = self.max_seq_length if static else input_pipeline.batch_length(
+                int(encoded.lengths[rows].max()), self.length_multiple, self.max_seq_length)
             size = batch_size if static else -(-len(rows) // replicas) * replicas
             arrays = {}
             for name in ("input_ids", "input_mask", "segment_ids"):
@@ -177,19 +173,18 @@ class _BertRunner:
         bar.close()
 
 
-def _check_checkpoint(checkpoint: Optional[str], bert_config: modeling.BertConfig,
-                      num_labels: int, flag: str) -> None:
-    """The checkpoint exists, is intact and fits the model (preflight.check_checkpoint_fits)."""
+def _load(model: tf.Module, checkpoint: Optional[str], flag: str, what: str) -> None:
+    """Loads every variable of the built model from checkpoint (forward.load_weights, complete:
+    one read of its index, checked to fit the model); errors name `flag`."""
     if not checkpoint:
-        raise ValueError("no checkpoint to load the model from (the folder holds none): pass "
-                         "--%s" % flag)
-    preflight.check_checkpoint_fits(checkpoint, bert_config, num_labels, flag=flag)
-
-
-def _load_variables(name_to_variable: Dict[str, tf.Variable], checkpoint: str,
-                    what: str) -> None:
+        raise ValueError("no checkpoint to load the %s from (the folder holds none): pass --%s"
+                         % (what, flag))
     logging.info("Restoring %s parameters from %s", what, checkpoint)
-    checkpoints.restore_checkpoint(checkpoint, name_to_variable)
+    try:
+        forward.load_weights(checkpoints.variables_by_checkpoint_name(model), checkpoint=checkpoint,
+                             complete=True)
+    except ValueError as error:
+        raise ValueError(f"--{flag}={checkpoint}: {error}") from None
 
 
 class Encoder(_BertRunner):
@@ -201,15 +196,11 @@ class Encoder(_BertRunner):
         """Builds the BertModel of info.bert_config_file under `strategy` (default: the first
         GPU, else the CPU) and loads the `bert/` variables of info.checkpoint (errors name
         `checkpoint_flag`)."""
-        strategy = strategy or training.create_strategy("one_device")
+        strategy = strategy or strategies.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
-        _check_checkpoint(self.checkpoint, self.bert_config, 0, checkpoint_flag)
         self.jit_compile = jit_compile
-        with strategy.scope():
-            self.bert = modeling.BertModel(self.bert_config)
-            self.bert.build_variables()
-        _load_variables(checkpoints.variables_by_checkpoint_name(self.bert), self.checkpoint,
-                        "encoder")
+        self.bert = forward.build_encoder(self.bert_config, strategy)
+        _load(self.bert, self.checkpoint, checkpoint_flag, "encoder")
         self._steps: Dict[tuple, object] = {}
 
     @classmethod
@@ -217,13 +208,16 @@ class Encoder(_BertRunner):
              do_lower_case: Optional[bool] = None, max_seq_length: Optional[int] = None,
              bert_config_file: Optional[str] = None, vocab_file: Optional[str] = None,
              strategy: Optional[tf.distribute.Strategy] = None, jit_compile: bool = False,
-             batch_size: int = DEFAULT_BATCH_SIZE) -> "Encoder":
+             batch_size: int = DEFAULT_BATCH_SIZE, length_multiple: Optional[int] = None
+             ) -> "Encoder":
         """An Encoder from a folder: a pre-trained one (bert_config.json, vocab.txt, one
         checkpoint) or a run_classifier output_dir (its latest checkpoint's bert/ variables).
-        Keyword arguments override what the folder records."""
+        Keyword arguments override what the folder records (length_multiple: the batch-length
+        rule's multiple, default the folder's model_info.json, else 16; 0 = max_seq_length)."""
         info = model_dir_lib.load_model_info(
             model_dir, checkpoint, bert_config_file=bert_config_file, vocab_file=vocab_file,
-            do_lower_case=do_lower_case, max_seq_length=max_seq_length)
+            do_lower_case=do_lower_case, max_seq_length=max_seq_length,
+            length_multiple=length_multiple)
         return cls(info, strategy=strategy, jit_compile=jit_compile, batch_size=batch_size)
 
     @property
@@ -233,7 +227,7 @@ class Encoder(_BertRunner):
     def _step(self, pooling: Optional[str], normalize: bool, layer_indexes: Tuple[int, ...]):
         key = (pooling, normalize, layer_indexes)
         if key not in self._steps:
-            self._steps[key] = training.make_encode_step(
+            self._steps[key] = forward.make_encode_step(
                 self.bert, self.strategy, self.jit_compile, pooling, normalize, layer_indexes)
         return self._steps[key]
 
@@ -248,9 +242,7 @@ class Encoder(_BertRunner):
         what run_classifier's head reads). normalize: unit L2 norm (cosine similarity becomes a
         dot product).
         """
-        if pooling not in training.POOLINGS:
-            raise ValueError("pooling=%r: expected one of %s"
-                             % (pooling, ", ".join(training.POOLINGS)))
+        forward.check_pooling(pooling)
         encoded = self.encode_texts(texts)
         vectors = np.zeros([len(encoded.lengths), self.hidden_size], np.float32)
         step = self._step(pooling, normalize, ())
@@ -323,16 +315,13 @@ class Classifier(_BertRunner):
         (output_weights [num_labels, hidden]) for as many labels as info.labels."""
         if not info.labels:
             raise ValueError("%s: no labels known for the classifier" % info.model_dir)
-        check_classifier_head(info.checkpoint, len(info.labels))
-        strategy = strategy or training.create_strategy("one_device")
+        strategy = strategy or strategies.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
-        _check_checkpoint(self.checkpoint, self.bert_config, len(info.labels), "checkpoint")
         self.labels = list(info.labels)
-        self.model = training.build_classifier(self.bert_config, len(self.labels), strategy)
-        _load_variables(checkpoints.variables_by_checkpoint_name(self.model), self.checkpoint,
-                        "classifier")
-        self._step = training.make_predict_step(self.model, strategy, jit_compile,
-                                                micro_batch_size)
+        self.model = forward.build_classifier(self.bert_config, len(self.labels), strategy)
+        _load(self.model, self.checkpoint, "checkpoint", "classifier")
+        self._step = forward.make_predict_step(self.model, strategy, jit_compile,
+                                               micro_batch_size)
 
     @classmethod
     def load(cls, model_dir: str, checkpoint: Optional[str] = None, *,
@@ -340,15 +329,18 @@ class Classifier(_BertRunner):
              max_seq_length: Optional[int] = None, bert_config_file: Optional[str] = None,
              vocab_file: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
              jit_compile: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-             micro_batch_size: int = 16, flag_hint: str = "") -> "Classifier":
+             micro_batch_size: int = 16, flag_hint: str = "",
+             length_multiple: Optional[int] = None) -> "Classifier":
         """A Classifier from a run_classifier.py output_dir (model_info.json, bert_config.json,
         vocab.txt and checkpoints; its latest checkpoint unless `checkpoint` names one).
         Keyword arguments stand in for what the folder does not record (e.g. an output_dir of
-        Google's original run_classifier.py, which writes no model_info.json)."""
+        Google's original run_classifier.py, which writes no model_info.json; length_multiple:
+        as Encoder.load)."""
         info = model_dir_lib.load_model_info(
             model_dir, checkpoint, bert_config_file=bert_config_file, vocab_file=vocab_file,
             do_lower_case=do_lower_case, max_seq_length=max_seq_length,
-            labels=list(labels) if labels else None, require_labels=True, flag_hint=flag_hint)
+            labels=list(labels) if labels else None, require_labels=True, flag_hint=flag_hint,
+            length_multiple=length_multiple)
         return cls(info, strategy=strategy, jit_compile=jit_compile, batch_size=batch_size,
                    micro_batch_size=micro_batch_size)
 
@@ -365,23 +357,6 @@ class Classifier(_BertRunner):
         for rows, outputs in self._run(self._step, encoded, batch_size, sort=True,
                                        progress=progress, desc="predict"):
             probabilities[rows] = outputs["out"]
-        predicted = [self.labels[i] for i in np.argmax(probabilities, axis=-1)] \
-            if len(probabilities) else []
-        return Predictions(labels=predicted, probabilities=probabilities,
-                           label_names=list(self.labels), truncated=encoded.truncated)
-
-
-def check_classifier_head(checkpoint: Optional[str], num_labels: int) -> None:
-    """Raises ValueError unless `checkpoint` holds a run_classifier head for num_labels labels."""
-    if not checkpoint:
-        raise ValueError("no checkpoint to load the classifier from")
-    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-    if "output_weights" not in shapes:
-        raise ValueError("checkpoint %s has no classifier head (output_weights): it is a "
-                         "pre-trained checkpoint, not one written by run_classifier.py "
-                         "--do_train" % checkpoint)
-    head_labels = int(shapes["output_weights"][0])
-    if head_labels != num_labels:
-        raise ValueError("checkpoint %s has a classifier head for %d labels, but the label list "
-                         "has %d; pass the labels the model was trained with"
-                         % (checkpoint, head_labels, num_labels))
+        return Predictions(labels=forward.predicted_labels(probabilities, self.labels),
+                           probabilities=probabilities, label_names=list(self.labels),
+                           truncated=encoded.truncated)

@@ -37,7 +37,7 @@ from absl import logging
 LOCK_FILENAME = ".run.lock"
 
 # Temporary files of the writers of output_dir, left behind only when a run is killed:
-# features.py writes `.train.tf_record.tmp-<hex>` and renames it; training.py writes
+# features.py writes `.train.tf_record.tmp-<hex>` and renames it; outputs.py writes
 # `eval_results.txt.tmp-<pid>` (and others) and renames them; checkpoints.py writes the state
 # file as `checkpoint.tmp<pid>`; TensorFlow's SaveV2 writes `model.ckpt-N.*.tempstate<n>`.
 TEMP_FILE_PATTERNS = (".*.tmp-*", "*.tmp-[0-9]*", "checkpoint.tmp[0-9]*", "*.tempstate*")
@@ -59,7 +59,7 @@ def _holder_info() -> Dict[str, object]:
 
 def _describe(info: Dict[str, object]) -> str:
     return "pid %s on host %s, started %s" % (info.get("pid", "?"), info.get("host", "?"),
-                                               info.get("start_time", "?"))
+                                              info.get("start_time", "?"))
 
 
 def _pid_running(pid: int) -> bool:

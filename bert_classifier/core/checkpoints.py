@@ -23,6 +23,7 @@ from google.protobuf import text_format  # noqa: E402
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState  # noqa: E402
 
 import modeling  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 
 STATE_FILENAME = "checkpoint"
 CHECKPOINT_BASENAME = "model.ckpt"
@@ -152,7 +153,14 @@ _DATA_SHARD_RE = re.compile(r"\.data-(\d+)-of-(\d+)$")
 
 
 def checkpoint_problem(prefix: str) -> Optional[str]:
-    """Why the checkpoint `prefix` cannot be restored (a short phrase), or None when it is intact.
+    """Why the checkpoint `prefix` cannot be restored (a short phrase), or None when it is intact
+    (see _open_intact)."""
+    return _open_intact(prefix)[0]
+
+
+def _open_intact(prefix: str):
+    """(why the checkpoint `prefix` cannot be restored, a short phrase, or None when it is
+    intact; its index reader, or None), the index read once.
 
     Cheap whatever the checkpoint's size: it reads the index (kilobytes) and the sizes of the
     data files, never the tensors. Intact means: the index parses, every data shard it needs
@@ -162,13 +170,13 @@ def checkpoint_problem(prefix: str) -> Optional[str]:
     """
     index = prefix + ".index"
     if not tf.io.gfile.exists(index):
-        return "its index file %s is missing" % index
+        return "its index file %s is missing" % index, None
     try:
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
         dtypes = reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, ValueError) as error:
-        return "its index file %s cannot be read (%s)" % (index, _first_line(error))
+        return "its index file %s cannot be read (%s)" % (index, _first_line(error)), None
     needed = sum(int(np.prod(shapes[name], dtype=np.int64)) * dtypes[name].size
                  for name in shapes if dtypes[name] != tf.string)
     shard_files = [f for f in tf.io.gfile.glob(prefix + ".data-*-of-*")
@@ -177,22 +185,28 @@ def checkpoint_problem(prefix: str) -> Optional[str]:
     wanted = ["%s.data-%05d-of-%05d" % (prefix, i, num_shards) for i in range(num_shards)]
     missing = [f for f in wanted if not tf.io.gfile.exists(f)]
     if missing:
-        return "its data file %s is missing" % ", ".join(missing)
+        return "its data file %s is missing" % ", ".join(missing), None
     have = sum(tf.io.gfile.stat(f).length for f in wanted)
     if have < needed:
         return ("its data file holds %d bytes but its index lists %d (a truncated copy or an "
-                "interrupted write)" % (have, needed))
-    return None
+                "interrupted write)" % (have, needed)), None
+    return None, reader
+
+
+def open_checkpoint(checkpoint_path: str):
+    """(resolved prefix, index reader) of `checkpoint_path` (a prefix or a directory, see
+    resolve_checkpoint_path), its index read once; ValueError naming it when it is missing or
+    not intact."""
+    path = resolve_checkpoint_path(checkpoint_path)
+    problem, reader = _open_intact(path)
+    if problem:
+        raise ValueError("checkpoint %s cannot be read: %s" % (path, problem))
+    return path, reader
 
 
 def check_checkpoint_readable(checkpoint_path: str) -> str:
-    """The resolved prefix of `checkpoint_path` (a prefix or a directory, see
-    resolve_checkpoint_path); ValueError naming it when it is missing or not intact."""
-    path = resolve_checkpoint_path(checkpoint_path)
-    problem = checkpoint_problem(path)
-    if problem:
-        raise ValueError("checkpoint %s cannot be read: %s" % (path, problem))
-    return path
+    """The resolved prefix of `checkpoint_path` (see open_checkpoint)."""
+    return open_checkpoint(checkpoint_path)[0]
 
 
 def _is_slot(name: str, variable_names: Set[str]) -> bool:
@@ -220,25 +234,43 @@ def _summarize_names(names: List[str]) -> str:
 
 def check_checkpoint_fits(checkpoint_path: str, checkpoint_shapes: Mapping[str, List[int]],
                           model_shapes: Mapping[str, List[int]],
-                          allow_partial: bool = False) -> List[str]:
+                          allow_partial: bool = False, complete: bool = False,
+                          described_as: Optional[str] = None) -> List[str]:
     """Compares a checkpoint with a model by Google name; returns the model's names that the
-    checkpoint provides (in model order).
+    checkpoint provides (in model order). The one "does this checkpoint fit this model" check:
+    initialization, resuming, restoring a trained model, the Python API and the preflight.
 
-    Errors (ValueError naming the checkpoint and listing the variables): a shape that differs;
-    a `bert/` variable of the model that the checkpoint lacks; a `bert/` variable of the
-    checkpoint that the model leaves unused (e.g. a 3-layer bert_config.json against a 6-layer
-    checkpoint). Optimizer slots (`<var>/adam_m`), `global_step`, `cls/*` and a missing
-    classifier head are not errors. With allow_partial the missing and unused variables are
-    logged as a warning instead (shapes must still match).
+    Errors (ValueError naming the checkpoint -- or `described_as` -- and listing the variables):
+    with `complete` (a resume or a trained model), any variable of model_shapes the checkpoint
+    lacks (a missing classifier head is named as such); a shape that differs (a head for
+    another number of labels is named as such); a `bert/` variable of the model that the
+    checkpoint lacks; a `bert/` variable of the checkpoint that the model leaves unused (e.g. a
+    3-layer bert_config.json against a 6-layer checkpoint). Otherwise optimizer slots
+    (`<var>/adam_m`), `global_step`, `cls/*` and a missing classifier head are not errors. With
+    allow_partial the missing and unused `bert/` variables are logged as a warning instead
+    (shapes must still match).
     """
+    described_as = described_as or "checkpoint %s" % checkpoint_path
+    if complete:
+        lacking = [n for n in model_shapes if n not in checkpoint_shapes]
+        if lacking:
+            head = (": it has no classifier head (output_weights), so it is a pre-trained "
+                    "checkpoint, not one written by run_classifier.py --do_train"
+                    if "output_weights" in lacking else "")
+            raise ValueError("%s lacks %d variable(s) of this model (%s%s)%s" % (
+                described_as, len(lacking), ", ".join(lacking[:5]),
+                ", ..." if len(lacking) > 5 else "", head))
     present = [n for n in model_shapes if n in checkpoint_shapes]
     for name in present:
         want, have = list(model_shapes[name]), list(checkpoint_shapes[name])
         if want != have:
+            hint = "does bert_config.json / num_labels match the checkpoint?"
+            if name == "output_weights" and want[1:] == have[1:]:
+                hint = ("the checkpoint has a classifier head for %d labels, but the label list "
+                        "has %d; pass the labels the model was trained with" % (have[0], want[0]))
             raise ValueError(
-                "Shape of variable %s in checkpoint %s is %s, but the model's variable has shape "
-                "%s (does bert_config.json / num_labels match the checkpoint?)"
-                % (name, checkpoint_path, have, want))
+                "Shape of variable %s in %s is %s, but the model's variable has shape %s (%s)"
+                % (name, described_as, have, want, hint))
     missing = [n for n in model_shapes if n.startswith("bert/") and n not in checkpoint_shapes]
     variable_names = set(model_shapes) | set(checkpoint_shapes)
     unused = sorted(n for n in checkpoint_shapes if n.startswith("bert/")
@@ -305,41 +337,40 @@ def log_trainable_variables(name_to_variable: Mapping[str, tf.Variable],
 
 
 def init_from_checkpoint(name_to_variable: Mapping[str, tf.Variable],
-                         checkpoint_path: str, allow_partial: bool = False) -> Set[str]:
+                         checkpoint_path: str, allow_partial: bool = False,
+                         complete: bool = False) -> Set[str]:
     """Initializes variables from a checkpoint by Google name; returns the names assigned.
 
     Names the checkpoint lacks keep their values (e.g. output_weights from a pre-trained
     checkpoint); slots, global_step and cls/* of the checkpoint are ignored. A checkpoint that
     cannot be read, a shape mismatch, a `bert/` variable of the model the checkpoint lacks and a
     `bert/` variable of the checkpoint the model leaves unused raise ValueError (the last two
-    only warn with allow_partial; see check_checkpoint_fits). `checkpoint_path` is a prefix or
-    a directory (its latest checkpoint).
+    only warn with allow_partial; with `complete` every variable must be there; see
+    check_checkpoint_fits). `checkpoint_path` is a prefix or a directory (its latest checkpoint).
+    The index is read once.
     """
-    path = check_checkpoint_readable(checkpoint_path)
-    reader = tf.train.load_checkpoint(path)
+    path, reader = open_checkpoint(checkpoint_path)
     model_shapes = {n: list(v.shape) for n, v in name_to_variable.items()}
     present = check_checkpoint_fits(path, reader.get_variable_to_shape_map(), model_shapes,
-                                    allow_partial)
+                                    allow_partial, complete)
     _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable, present)
     initialized = set(present)
     log_trainable_variables(name_to_variable, initialized)
     return initialized
 
 
-def restore_checkpoint(checkpoint_path: str, name_to_variable: Mapping[str, tf.Variable]) -> str:
+def restore_checkpoint(checkpoint_path: str, name_to_variable: Mapping[str, tf.Variable],
+                       with_global_step: bool = False):
     """Restores every variable (model, optimizer slots, global_step...) by name; all must be in
-    the checkpoint, with their shapes. Returns the resolved checkpoint prefix."""
-    path = check_checkpoint_readable(checkpoint_path)
-    reader = tf.train.load_checkpoint(path)
-    shapes = reader.get_variable_to_shape_map()
-    missing = [n for n in name_to_variable if n not in shapes]
-    if missing:
-        raise ValueError("checkpoint %s lacks %d variable(s) needed to resume: %s"
-                         % (path, len(missing), ", ".join(missing)))
-    check_checkpoint_fits(path, shapes, {n: list(v.shape) for n, v in name_to_variable.items()})
+    the checkpoint, with their shapes (check_checkpoint_fits, complete). Returns the resolved
+    checkpoint prefix, or (prefix, checkpoint_global_step) with with_global_step. The index is
+    read once."""
+    path, reader = open_checkpoint(checkpoint_path)
+    check_checkpoint_fits(path, reader.get_variable_to_shape_map(),
+                          {n: list(v.shape) for n, v in name_to_variable.items()}, complete=True)
     _assign_from_checkpoint(path, reader.get_variable_to_dtype_map(), name_to_variable,
                             name_to_variable.keys())
-    return path
+    return (path, _global_step(path, reader)) if with_global_step else path
 
 
 def _as_tensor(value) -> tf.Tensor:
@@ -403,11 +434,8 @@ def _relative(output_dir: str, path: str) -> str:
 def _write_state_file(output_dir: str, latest: str, all_paths: List[str]) -> None:
     """Replaces `output_dir/checkpoint` atomically (write a temporary file, then rename)."""
     state = CheckpointState(model_checkpoint_path=latest, all_model_checkpoint_paths=all_paths)
-    path = os.path.join(output_dir, STATE_FILENAME)
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text_format.MessageToString(state))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_file(os.path.join(output_dir, STATE_FILENAME),
+                     text_format.MessageToString(state))
 
 
 def save_checkpoint(output_dir: str, name_to_variable: Mapping[str, object], global_step: int,
@@ -503,8 +531,10 @@ def latest_checkpoint(output_dir: str) -> Optional[str]:
 def checkpoint_global_step(checkpoint_path: str) -> int:
     """The checkpoint's `global_step` value, else the number after the last '-' of its name
     (`model.ckpt-343` -> 343). Raises ValueError when it has neither or cannot be read."""
-    path = check_checkpoint_readable(checkpoint_path)
-    reader = tf.train.load_checkpoint(path)
+    return _global_step(*open_checkpoint(checkpoint_path))
+
+
+def _global_step(path: str, reader) -> int:
     if reader.has_tensor(GLOBAL_STEP_NAME):
         try:
             return int(reader.get_tensor(GLOBAL_STEP_NAME))

@@ -24,9 +24,11 @@ import json  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 import tokenization  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.workflow import input_pipeline  # noqa: E402
+from bert_classifier.workflow import outputs  # noqa: E402
 
 MODEL_INFO_FILENAME = "model_info.json"
 CONFIG_FILENAME = "bert_config.json"
@@ -44,7 +46,8 @@ class ModelInfo:
 
     bert_config_file, vocab_file: paths; checkpoint: the checkpoint prefix to load (None when
     the folder holds none); labels: get_labels() of the task it was fine-tuned on, None for a
-    pre-trained folder; task_name likewise.
+    pre-trained folder; task_name likewise; length_multiple: the batch-length rule's multiple
+    (input_pipeline.batch_length) the model was trained with.
     """
     model_dir: str
     bert_config_file: str
@@ -54,28 +57,20 @@ class ModelInfo:
     checkpoint: Optional[str]
     labels: Optional[List[str]] = None
     task_name: Optional[str] = None
-
-
-def _copy_into(source: str, directory: str, name: str) -> None:
-    """Copies source to directory/name (through a temporary name) unless it is that file."""
-    target = os.path.join(directory, name)
-    if os.path.abspath(source) == os.path.abspath(target):
-        return
-    tmp = "%s.tmp-%d" % (target, os.getpid())
-    tf.io.gfile.copy(source, tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, target, overwrite=True)
+    length_multiple: int = input_pipeline.DEFAULT_LENGTH_MULTIPLE
 
 
 def write_model_info(output_dir: str, task_name: str, labels: List[str], max_seq_length: int,
-                     do_lower_case: bool, bert_config_file: str, vocab_file: str) -> str:
+                     do_lower_case: bool, bert_config_file: str, vocab_file: str,
+                     length_multiple: int = input_pipeline.DEFAULT_LENGTH_MULTIPLE) -> str:
     """Writes model_info.json and copies bert_config.json and vocab.txt into output_dir.
 
     Each file is written under a temporary name and renamed into place, the JSON last, so a
     folder with a model_info.json always has the two files it names. Returns its path.
     """
     tf.io.gfile.makedirs(output_dir)
-    _copy_into(bert_config_file, output_dir, CONFIG_FILENAME)
-    _copy_into(vocab_file, output_dir, VOCAB_FILENAME)
+    files.copy_file(bert_config_file, os.path.join(output_dir, CONFIG_FILENAME))
+    files.copy_file(vocab_file, os.path.join(output_dir, VOCAB_FILENAME))
     info = {
         "format_version": FORMAT_VERSION,
         "task_name": task_name,
@@ -84,9 +79,10 @@ def write_model_info(output_dir: str, task_name: str, labels: List[str], max_seq
         "do_lower_case": bool(do_lower_case),
         "bert_config_file": CONFIG_FILENAME,
         "vocab_file": VOCAB_FILENAME,
+        "length_multiple": int(length_multiple),
     }
     path = os.path.join(output_dir, MODEL_INFO_FILENAME)
-    training.write_json(path, info)
+    outputs.write_json(path, info)
     return path
 
 
@@ -133,7 +129,8 @@ def load_model_info(model_dir: str, checkpoint: Optional[str] = None,
                     bert_config_file: Optional[str] = None, vocab_file: Optional[str] = None,
                     do_lower_case: Optional[bool] = None, max_seq_length: Optional[int] = None,
                     labels: Optional[List[str]] = None, task_name: Optional[str] = None,
-                    require_labels: bool = False, flag_hint: str = "") -> ModelInfo:
+                    require_labels: bool = False, flag_hint: str = "",
+                    length_multiple: Optional[int] = None) -> ModelInfo:
     """Reads model_dir (a trained output_dir or a pre-trained folder) into a ModelInfo.
 
     Arguments given here override what the folder records. What neither gives raises one
@@ -180,8 +177,14 @@ def load_model_info(model_dir: str, checkpoint: Optional[str] = None,
             do_lower_case = _infer_do_lower_case(model_dir, vocab_path)
     if max_seq_length is None:
         max_seq_length = recorded.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
+    if length_multiple is None:
+        length_multiple = recorded.get("length_multiple", input_pipeline.DEFAULT_LENGTH_MULTIPLE)
+    if isinstance(length_multiple, bool) or not isinstance(length_multiple, int) \
+            or length_multiple < 0:
+        raise ValueError("length_multiple=%r (%s): expected a whole number >= 0"
+                         % (length_multiple, info_path))
     return ModelInfo(
         model_dir=model_dir, bert_config_file=config_path, vocab_file=vocab_path,
         do_lower_case=bool(do_lower_case), max_seq_length=int(max_seq_length),
         checkpoint=_find_checkpoint(model_dir, checkpoint), labels=labels,
-        task_name=task_name or recorded.get("task_name"))
+        task_name=task_name or recorded.get("task_name"), length_multiple=length_multiple)

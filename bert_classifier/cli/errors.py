@@ -17,7 +17,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import progress  # noqa: E402
+from bert_classifier.core import progress  # noqa: E402
 
 # The exception types that mean "the input is wrong", not "the program is wrong".
 USER_ERRORS = (ValueError, NotImplementedError, OSError, tf.errors.NotFoundError,

@@ -13,6 +13,8 @@ from typing import Optional
 
 from absl import flags
 
+from bert_classifier.workflow import input_pipeline
+
 FLAGS = flags.FLAGS
 
 # Where _define puts flags: absl's process-wide FLAGS for the scripts, a private FlagValues for
@@ -130,17 +132,9 @@ def _define_checkpoint_load_flags() -> None:
             "listing them. By default that is an error (the original ignored it silently).")
 
 
-def progress_setting(value: str) -> Optional[bool]:
-    """--progress_bar's value as ProgressBar's `enabled` argument (None = decide by terminal)."""
-    return {"auto": None, "on": True, "off": False}[value]
-
-
 # ---------------------------------------------------------------------------------------------
 # run_classifier.py
 # ---------------------------------------------------------------------------------------------
-# --length_multiple's default (bench/README.md, "Length-aware batches").
-LENGTH_MULTIPLE_DEFAULT = 16
-
 CLASSIFIER_REQUIRED_FLAGS = ("data_dir", "task_name", "vocab_file", "bert_config_file",
                              "output_dir")
 
@@ -219,7 +213,7 @@ def define_run_classifier_flags() -> None:
 
 def _define_training_speed_flags() -> None:
     """Length-aware batches, mixed precision, gradient accumulation and class weights."""
-    _define("integer", "length_multiple", LENGTH_MULTIPLE_DEFAULT,
+    _define("integer", "length_multiple", input_pipeline.DEFAULT_LENGTH_MULTIPLE,
             "Cut every train/eval/predict batch to its longest example, rounded up to a multiple "
             "of this (0 = every batch keeps max_seq_length, as the original). Results equal "
             "the fixed-length ones up to float rounding; ignored on TPU (static shapes).",

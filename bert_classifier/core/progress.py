@@ -61,6 +61,12 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def enabled_setting(progress_bar_flag: str) -> Optional[bool]:
+    """--progress_bar's value (auto, on, off) as ProgressBar's `enabled` argument (None = decide
+    by the stream: draws_in_place)."""
+    return {"auto": None, "on": True, "off": False}[progress_bar_flag]
+
+
 def draws_in_place(stream: TextIO) -> bool:
     """A terminal, or a Jupyter cell (ipykernel's output stream, where "\r" redraws the line):
     where a progress line updates in place instead of piling up."""

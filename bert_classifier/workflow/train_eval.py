@@ -1,7 +1,7 @@
 """Evaluation during training: run_classifier's --eval_every_steps / --eval_at_checkpoints,
 --keep_best_checkpoint and --early_stopping_patience.
 
-`TrainingEvaluator` is the hook training.train() calls between host calls. At each due step the
+`TrainingEvaluator` is the hook train_loop.train() calls between host calls. At each due step the
 chief evaluates the dev set on the model being trained (no checkpoint round trip), then:
 
 1. appends a row to `output_dir/eval_history.tsv` (the file is rewritten under a temporary name
@@ -32,9 +32,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-import checkpoints  # noqa: E402
+from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.core import files  # noqa: E402
 import modeling  # noqa: E402
-import training  # noqa: E402
+from bert_classifier.workflow import forward  # noqa: E402
+from bert_classifier.workflow import outputs  # noqa: E402
+from bert_classifier.workflow import strategies  # noqa: E402
 
 # The metrics --keep_best_checkpoint accepts, and which way is better.
 METRIC_GOALS = {"eval_accuracy": "max", "eval_loss": "min", "macro_f1": "max", "mcc": "max",
@@ -181,7 +184,7 @@ class EvalHistory:
     def _write(self) -> None:
         lines = ["\t".join(HISTORY_COLUMNS)]
         lines += ["\t".join(row[c] for c in HISTORY_COLUMNS) for row in self.rows]
-        training.write_file_atomically(self.path, "\n".join(lines) + "\n")
+        files.write_file(self.path, "\n".join(lines) + "\n")
 
     def keep_until(self, global_step: int) -> int:
         """Drops the rows after global_step (a resumed run trains those steps again); returns
@@ -199,7 +202,7 @@ class EvalHistory:
 
 
 def history_row(report: Dict[str, object]) -> Dict[str, str]:
-    """eval_history.tsv's row of one evaluation report (see training.eval_metrics_report)."""
+    """eval_history.tsv's row of one evaluation report (see outputs.eval_metrics_report)."""
     row = {"global_step": str(int(report["global_step"]))}
     for column in HISTORY_COLUMNS[1:]:
         value = report[column]
@@ -298,7 +301,7 @@ def _make_chief_decision(strategy: tf.distribute.Strategy):
 
 
 class TrainingEvaluator:
-    """Evaluation during training (a training.TrainHook). On several workers only the chief
+    """Evaluation during training (a train_loop.TrainHook). On several workers only the chief
     evaluates and writes; the others only take part in the stop decision.
 
     Args:
@@ -310,8 +313,8 @@ class TrainingEvaluator:
         model is evaluated directly), or a one-device strategy on several workers (the weights
         are copied into a model there before each evaluation).
       eval_file, seq_length, eval_batch_size, drop_remainder, jit_compile, micro_batch_size,
-        num_batches, length_multiple: as training.evaluate; eval_file must exist (on the chief) before training
-        starts.
+        num_batches, length_multiple: as forward.evaluate; eval_file must exist (on the chief)
+        before training starts.
     """
 
     def __init__(self, settings: EvalSettings, output_dir: str, label_names: List[str],
@@ -332,11 +335,11 @@ class TrainingEvaluator:
         self.drop_remainder = drop_remainder
         self.jit_compile = jit_compile
         self.micro_batch_size = micro_batch_size
-        self.chief = training.is_chief(strategy)
+        self.chief = strategies.is_chief(strategy)
         self.best_dir = os.path.join(output_dir, BEST_DIRNAME)
         self.tracker = (BestTracker(settings.best_metric, settings.patience)
                         if settings.best_metric else None)
-        self._decide = (_make_chief_decision(strategy) if training.is_multi_worker(strategy)
+        self._decide = (_make_chief_decision(strategy) if strategies.is_multi_worker(strategy)
                         else None)
         self._train_variables: Dict[str, tf.Variable] = {}
         self._eval_model: Optional[modeling.BertClassifier] = None
@@ -345,7 +348,7 @@ class TrainingEvaluator:
         self._history: Optional[EvalHistory] = None
         self._writer = None
 
-    # -- training.TrainHook ----------------------------------------------------------------
+    # -- train_loop.TrainHook ----------------------------------------------------------------
     def begin(self, model: modeling.BertClassifier, name_to_variable: Dict[str, tf.Variable],
               global_step: int) -> bool:
         stop = False
@@ -354,10 +357,10 @@ class TrainingEvaluator:
             if self.infer_strategy is self.strategy:
                 self._eval_model = model
             else:
-                self._eval_model = training.build_classifier(model.config, model.num_labels,
-                                                             self.infer_strategy)
+                self._eval_model = forward.build_classifier(model.config, model.num_labels,
+                                                            self.infer_strategy)
                 self._eval_variables = checkpoints.variables_by_checkpoint_name(self._eval_model)
-            self._run_step = training.make_eval_step(
+            self._run_step = forward.make_eval_step(
                 self._eval_model, model.num_labels, self.infer_strategy, self.jit_compile,
                 self.micro_batch_size)
             self._history = EvalHistory(os.path.join(self.output_dir, HISTORY_FILENAME))
@@ -384,13 +387,13 @@ class TrainingEvaluator:
         if self._eval_variables:  # another strategy's model: take the current weights
             for name, variable in self._eval_variables.items():
                 variable.assign(self._train_variables[name].read_value())
-        outputs = training.evaluate_with_outputs(
+        eval_outputs = forward.evaluate_with_outputs(
             self._eval_model, len(self.label_names), self.eval_file, self.seq_length,
             self.eval_batch_size, self.infer_strategy, self.drop_remainder, global_step,
             progress_bar=False, num_batches=self.num_batches, jit_compile=self.jit_compile,
             micro_batch_size=self.micro_batch_size, run_step=self._run_step,
             length_multiple=self.length_multiple)
-        report = training.eval_metrics_report(outputs, self.label_names)
+        report = outputs.eval_metrics_report(eval_outputs, self.label_names)
         row = history_row(report)
         # Order matters for resuming after a crash (see recorded_best_value): history, then best.
         self._history.append(row)
@@ -406,7 +409,7 @@ class TrainingEvaluator:
             return False
         if tracker.update(global_step, _history_value(row[tracker.metric])):
             path = save_best_checkpoint(self.best_dir, self._train_variables, global_step)
-            training.write_json(os.path.join(self.best_dir, REPORT_FILENAME), report)
+            outputs.write_json(os.path.join(self.best_dir, REPORT_FILENAME), report)
             logging.info("New best %s = %s at global_step %d: saved %s", tracker.metric,
                          row[tracker.metric], global_step, path)
             return False

@@ -1,0 +1,1 @@
+"""Ground support modules: checkpoint names, fused ops, precision, metrics, progress, files."""
