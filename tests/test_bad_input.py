@@ -26,6 +26,9 @@ from bert_classifier.core import files  # noqa: E402
 # (`2026-12-07 12:00:00.000000: E external/...`) at WARNING level or above.
 _WARNING_LINE = re.compile(r"^(?:[WEF]\d{4} \d|\d{4}-\d\d-\d\d [\d:.]+: [WEF] )")
 
+# Each case runs a script or trains the fixture model in a subprocess.
+pytestmark = pytest.mark.slow
+
 
 def _alarming_lines(stderr: str):
     """The lines a clean run must not print: warnings, errors, tracebacks, Python warnings."""

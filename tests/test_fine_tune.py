@@ -198,6 +198,16 @@ def test_two_calls_in_one_process_do_not_leak(task, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Errors: one-line ValueErrors before any work (never SystemExit), naming the setting or row.
 # ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """A tiny config and the real vocab, no checkpoint (random weights): enough for the checks."""
+    folder = tmp_path_factory.mktemp("model_files")
+    config = folder / "bert_config.json"
+    config.write_text(json.dumps(e2e_util.TINY_CONFIG))
+    return dict(vocab_file=e2e_util.minilm_vocab_path(), bert_config_file=str(config),
+                max_seq_length=32, train_batch_size=8)
+
+
 def test_an_unknown_setting_names_the_nearest_flag(tmp_path):
     with pytest.raises(ValueError, match=r"unknown setting learning_rat=.*did you mean "
                                          r"learning_rate"):
@@ -215,8 +225,8 @@ def test_a_bad_value_names_the_setting(tmp_path, name, value, message):
     assert not os.listdir(tmp_path)
 
 
-def test_bad_rows_are_named(task, tmp_path):
-    settings = _model_settings(task)
+def test_bad_rows_are_named(model_files, tmp_path):
+    settings = model_files
     with pytest.raises(ValueError, match=r"^train\[1\]: text_a is int \(42\); expected a string"):
         fine_tune(train=[("a", None, "0"), (42, None, "1")], output_dir=str(tmp_path),
                   **settings)
@@ -238,16 +248,16 @@ def test_bad_rows_are_named(task, tmp_path):
                    for name in os.listdir(tmp_path / "out"))
 
 
-def test_what_is_required_is_named(task, tmp_path):
+def test_what_is_required_is_named(model_files, tmp_path):
     with pytest.raises(ValueError, match=r"output_dir= is required"):
-        fine_tune(train=[("a", None, "0")], **_model_settings(task))
+        fine_tune(train=[("a", None, "0")], **model_files)
     with pytest.raises(ValueError, match=r"vocab_file=, bert_config_file= are required \(or a "
                                          r"model folder"):
         fine_tune(train=[("a", None, "0")], output_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"task_name=, data_dir= are required"):
-        fine_tune(output_dir=str(tmp_path), **_model_settings(task))
+        fine_tune(output_dir=str(tmp_path), **model_files)
     with pytest.raises(ValueError, match=r"flagfile=.*nope.flags: no such file"):
         fine_tune(flagfile=str(tmp_path / "nope.flags"), output_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"Task not found: nosuchtask"):
         fine_tune(task_name="nosuchtask", data_dir=str(tmp_path), output_dir=str(tmp_path),
-                  **_model_settings(task))
+                  **model_files)

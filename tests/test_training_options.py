@@ -627,6 +627,7 @@ def test_all_options_together_end_to_end(tiny_sim):
     assert all(reader.get_tensor(n).dtype == np.float32 for n in names if n != "global_step")
 
 
+@pytest.mark.slow
 def test_adam_bias_correction_flag_reaches_the_optimizer(tiny_sim):
     """One step from the same start, no warmup: output_bias (zero at the start, never decayed)
     moves by lr * m/(sqrt(v)+eps). Step 1 without correction (the default): 0.1|g| / sqrt(0.001

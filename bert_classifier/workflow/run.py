@@ -170,7 +170,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
 
     tokenizer = tokenization.FullTokenizer(
         vocab_file=settings.vocab_file, do_lower_case=settings.do_lower_case)
-    progress = progress.enabled_setting(settings.progress_bar)
+    show_progress = progress.enabled_setting(settings.progress_bar)
 
     # Read every set the run needs and check its labels first: a bad label fails here, with
     # the file and row, not after an hour of training.
@@ -253,7 +253,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
             log_step_count_steps=settings.log_step_count_steps,
             shuffle_buffer_size=settings.shuffle_buffer_size,
             seed=settings.seed,
-            progress_bar=progress,
+            progress_bar=show_progress,
             allow_partial_checkpoint=settings.allow_partial_checkpoint,
             hook=eval_hook,
             length_multiple=length_multiple,
@@ -284,7 +284,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
         eval_outputs = forward.evaluate_with_outputs(
             model, len(label_list), eval_file, settings.max_seq_length,
             settings.eval_batch_size, infer_strategy, drop_remainder=pad,
-            global_step=global_step, progress_bar=progress,
+            global_step=global_step, progress_bar=show_progress,
             num_batches=-(-num_eval_records // settings.eval_batch_size), **inference)
         outputs.write_eval_results(os.path.join(settings.output_dir, "eval_results.txt"),
                                     eval_outputs.results)
@@ -306,7 +306,7 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
         probabilities = forward.predict(
             model, predict_file, settings.max_seq_length, settings.predict_batch_size,
             infer_strategy, drop_remainder=pad, num_examples=len(predict_examples),
-            progress_bar=progress, **inference)
+            progress_bar=show_progress, **inference)
         output_predict_file = os.path.join(settings.output_dir, "test_results.tsv")
         num_written_lines = outputs.write_test_results(output_predict_file, probabilities)
         assert num_written_lines == len(predict_examples)
