@@ -239,9 +239,13 @@ def test_api_names_the_wrong_item(trained):
             call()
         with pytest.raises(TypeError):
             call()
-    # Pairs as lists, None and "" as text_b, still work.
+    # Pairs as lists and as rows of a DataFrame's .values, None and "" as text_b, still work.
     probabilities = clf.predict_proba([["a", "b"], ("a", None), ("a", "")])
     np.testing.assert_allclose(probabilities[1], probabilities[2], atol=1e-6)
+    frame = pd.DataFrame({"text_a": ["a", "a"], "text_b": ["b", None]})
+    np.testing.assert_allclose(clf.predict_proba(frame.values), probabilities[:2], atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(frame["text_a"]), probabilities[1:2].repeat(2, 0),
+                               atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
