@@ -184,6 +184,9 @@ def main(_):
     encoder = inference.Encoder(info, strategy=strategy, jit_compile=FLAGS.xla_inference,
                                 batch_size=FLAGS.batch_size, checkpoint_flag="init_checkpoint")
     examples = read_examples(FLAGS.input_file)
+    if not examples:
+        logging.warning("%s is empty: %s will hold no %s", FLAGS.input_file, FLAGS.output_file,
+                        "vectors" if FLAGS.pooling else "lines")
     logging.info("Extracting %s for %d line(s) of %s with checkpoint %s (max_seq_length %d)",
                  "%s vectors" % FLAGS.pooling if FLAGS.pooling else "layers %s" % layer_indexes,
                  len(examples), FLAGS.input_file, encoder.checkpoint, encoder.max_seq_length)

@@ -242,9 +242,13 @@ def test_api_names_the_wrong_item(trained):
             call()
         with pytest.raises(TypeError):
             call()
-    # Pairs as lists, None and "" as text_b, still work.
+    # Pairs as lists and as rows of a DataFrame's .values, None and "" as text_b, still work.
     probabilities = clf.predict_proba([["a", "b"], ("a", None), ("a", "")])
     np.testing.assert_allclose(probabilities[1], probabilities[2], atol=1e-6)
+    frame = pd.DataFrame({"text_a": ["a", "a"], "text_b": ["b", None]})
+    np.testing.assert_allclose(clf.predict_proba(frame.values), probabilities[:2], atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(frame["text_a"]), probabilities[1:2].repeat(2, 0),
+                               atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,3 +363,18 @@ def test_ctrl_c_on_a_terminal_during_parallel_featurization(tmp_path):
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith("run_classifier.py: interrupted; ")
     assert not [f for f in os.listdir(output_dir) if ".tmp" in f or f.endswith(".tf_record")]
+
+
+def test_extract_features_empty_input_is_a_warning(trained, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    out = tmp_path / "vectors.npy"
+    proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "extract_features.py"),
+                           "--input_file=%s" % empty, "--output_file=%s" % out,
+                           "--init_checkpoint=" + trained["output_dir"], "--pooling=mean"],
+                          capture_output=True, text=True, timeout=300,
+                          env=e2e_util.subprocess_env(), cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("W")]
+    assert warnings and "%s is empty: %s will hold no vectors" % (empty, out) in warnings[0]
+    assert np.load(out).shape == (0, 32)

@@ -8,7 +8,8 @@
     clf = Classifier.load("output/sim_bbc")                          # a run_classifier output_dir
     result = clf.predict([("text a", "text b")])   # result.labels ["1"], result.probabilities [1, 2]
 
-A text is a string (one sentence) or a (text_a, text_b) pair; text_b None or "" means a single
+A text is a string (one sentence) or a (text_a, text_b) pair (a tuple, a list, a row of a numpy
+array such as a DataFrame's .values); text_b None, "" or NaN means a single
 sentence. Texts are tokenized exactly as run_classifier.py tokenizes them
 (features.encode_texts), then run in batches: sorted by length, each batch cut to its longest
 text (rounded up to a multiple of 8, so few shapes are compiled) instead of max_seq_length --
@@ -70,12 +71,17 @@ def as_pairs(texts: Sequence[Text]) -> List[Tuple[str, Optional[str]]]:
         if isinstance(text, (str, bytes)):
             pairs.append((text, None))
             continue
-        if not isinstance(text, (tuple, list)) or len(text) != 2:
-            got = ("a %s of %d" % (type(text).__name__, len(text))
-                   if isinstance(text, (tuple, list)) else _type_name(text))
+        # A pair: a tuple, a list or a row of a numpy array (e.g. a DataFrame's .values).
+        is_sequence = isinstance(text, (tuple, list)) or (
+            isinstance(text, np.ndarray) and text.ndim == 1)
+        if not is_sequence or len(text) != 2:
+            got = ("a %s of %d" % (type(text).__name__, len(text)) if is_sequence
+                   else _type_name(text))
             raise TextsError("texts[%d]: expected a string or a (text_a, text_b) pair, got %s"
                              % (index, got))
         text_a, text_b = text
+        if isinstance(text_b, float) and text_b != text_b:
+            text_b = None  # NaN: how pandas marks a missing text_b
         if not isinstance(text_a, (str, bytes)):
             raise TextsError("texts[%d]: text_a must be a string, got %s"
                              % (index, _type_name(text_a)))
