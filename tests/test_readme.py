@@ -1,6 +1,8 @@
-"""The README's commands run as printed: its first command (the default job) logs no warning, and
-the Python blocks of "Fine-tune from Python" give the same eval_accuracy as that command (the
-same seed: one code path), on the real embedded model and data."""
+"""The README's commands run as printed: its first command (the default job) logs no warning; the
+three-line Python block of "Fine-tune from Python" gives the same eval_results.txt as that
+command (one code path, the same seed), on the real embedded model and data; the DataFrame block
+asks for the same training."""
+import ast
 import os
 import re
 import subprocess
@@ -62,15 +64,34 @@ def test_the_first_command_and_the_python_blocks_agree(workdir):
 
     blocks = _python_blocks_of("Fine-tune from Python")
     assert len(blocks) == 2 and all("fine_tune(" in block for block in blocks)
-    for block, output_dir in zip(blocks, ("output/sim_bbc_py", "output/sim_bbc_df")):
-        assert f'output_dir="{output_dir}"' in block
-        run = _run([sys.executable, "-c", block], workdir)
-        # Printed: the eval accuracy, then the classifier's predictions.
-        printed = run.stdout.split()[0]
-        got = _eval_results(workdir, output_dir)
-        accuracy = re.search(r"eval_accuracy = (\S+)", expected).group(1)
-        assert re.search(r"eval_accuracy = (\S+)", got).group(1) == accuracy
-        assert float(printed) == pytest.approx(float(accuracy))
-        assert "Predictions(labels=" in run.stdout
-    # The flagfile block is the same run in every number (it also predicts, as the flags say).
+    flagfile_block, frame_block = blocks
+    assert 'output_dir="output/sim_bbc_py"' in flagfile_block
+    run = _run([sys.executable, "-c", flagfile_block], workdir)
+    # The same run in every number (it also predicts, as the flags say), printed first.
     assert _eval_results(workdir, "output/sim_bbc_py") == expected
+    accuracy = re.search(r"eval_accuracy = (\S+)", expected).group(1)
+    assert float(run.stdout.split()[0]) == pytest.approx(float(accuracy))
+    assert "Predictions(labels=" in run.stdout
+    # The DataFrame block trains on the same rows (tests/test_fine_tune.py: identical weights for
+    # the same rows and settings) with the flagfile's training settings; checked here without a
+    # third run of the job.
+    _assert_same_training_settings(frame_block, os.path.join(REPO_ROOT, "examples",
+                                                             "sim_bbc.flags"))
+
+
+def _assert_same_training_settings(block: str, flagfile: str):
+    from bert_classifier.cli import classifier_flags
+    call = next(node for node in ast.walk(ast.parse(block))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "fine_tune")
+    given = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords
+             if kw.arg not in ("train", "dev", "output_dir")}
+    assert ast.literal_eval(call.args[0]) == "pretrained/minilm_L-6_H-384_A-12"
+    flag_values = classifier_flags.run_classifier_flag_values()
+    flag_values(["readme", f"--flagfile={flagfile}"])
+    defaults = classifier_flags.run_classifier_flag_values()
+    defaults(["readme"])
+    for name in ("max_seq_length", "train_batch_size", "learning_rate", "num_train_epochs",
+                 "warmup_proportion", "seed", "adam_bias_correction", "shuffle_buffer_size",
+                 "length_multiple", "bucket_by_length", "precision", "do_lower_case"):
+        value = given.get(name, defaults[name].value)
+        assert value == flag_values[name].value, (name, value, flag_values[name].value)
