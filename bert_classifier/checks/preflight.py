@@ -97,6 +97,19 @@ def check_encoding(flag: str, encoding: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Files and folders
 # ---------------------------------------------------------------------------------------------
+def _check_can_make(flag: str, path: str, folder: str, what: str) -> None:
+    """`folder` (local, absolute) exists or can be made: its nearest existing ancestor is a
+    writable directory. The errors name the flag, the user's path and `what` is to be made."""
+    ancestor = folder
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f"--{flag}={path}: cannot make {what}, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag}={path}: cannot write there (no write permission on "
+                         f"{ancestor})")
+
+
 def check_output_dir(flag: str, path: str) -> None:
     """`path` is a directory, or one can be made there (its nearest existing ancestor is a
     writable directory); an existing file is refused. For gs:// and other remote paths only
@@ -111,14 +124,7 @@ def check_output_dir(flag: str, path: str) -> None:
     if os.path.exists(full) and not os.path.isdir(full):
         raise ValueError(f"--{flag}={path} is a file: expected a directory (or a path where one "
                          "can be made)")
-    ancestor = full
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise ValueError(f"--{flag}={path}: cannot make a directory there, {ancestor} is a file")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"--{flag}={path}: cannot write there (no write permission on "
-                         f"{ancestor})")
+    _check_can_make(flag, path, full, "a directory there")
 
 
 def load_bert_config(bert_config_file: str, flag: str = "bert_config_file"
@@ -138,8 +144,9 @@ def load_bert_config(bert_config_file: str, flag: str = "bert_config_file"
 
 def check_output_file(flag: str, path: str, allow_stdout: bool = False) -> None:
     """`path` can be written as a file: not empty, not a directory, and its folder exists or
-    can be made (its nearest existing ancestor is a writable directory) -- checked before the work, so no result is computed for a
-    path that cannot take it. "-" (stdout) passes when allow_stdout."""
+    can be made (its nearest existing ancestor is a writable directory). Checked before the
+    work, so no result is computed for a path that cannot take it. "-" (stdout) passes when
+    allow_stdout."""
     if allow_stdout and path == "-":
         return
     if not path:
@@ -150,14 +157,7 @@ def check_output_file(flag: str, path: str, allow_stdout: bool = False) -> None:
                          f"(e.g. {os.path.join(path, 'predictions.tsv')})")
     if "://" in path:
         return
-    ancestor = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise ValueError(f"--{flag}={path}: cannot make its folder, {ancestor} is a file")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"--{flag}={path}: cannot write there (no write permission on "
-                         f"{ancestor})")
+    _check_can_make(flag, path, os.path.dirname(os.path.abspath(path)), "its folder")
 
 
 def check_vocab(vocab_file: str, bert_config: Optional[modeling.BertConfig] = None,
