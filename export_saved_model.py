@@ -29,6 +29,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
+from bert_classifier.core import checkpoint_names  # noqa: E402
+
 from bert_classifier.core import checkpoints  # noqa: E402
 from bert_classifier.cli import classifier_flags  # noqa: E402
 from bert_classifier.core import files  # noqa: E402
@@ -67,7 +69,7 @@ def export_weights(classifier: inference.Classifier, export_dir: str) -> str:
     info = classifier.info
 
     def write(folder: str) -> None:
-        names = checkpoints.variables_by_checkpoint_name(classifier.model)
+        names = checkpoint_names.variables_by_checkpoint_name(classifier.model)
         checkpoints.write_checkpoint(os.path.join(folder, WEIGHTS_CHECKPOINT), names)
         model_dir.write_model_info(folder, info.task_name or "", classifier.labels,
                                    info.max_seq_length, info.do_lower_case,

@@ -137,7 +137,7 @@ class AdamWeightDecay(tf_keras.optimizers.legacy.Optimizer):
         no decay.
       bias_correction: divide m and v by (1 - beta^t) (standard Adam); False is the original.
       name_to_variable: {checkpoint name: tf.Variable}, e.g.
-        `checkpoints.variables_by_checkpoint_name(model)`. The exclusion regexes run on these
+        `checkpoint_names.variables_by_checkpoint_name(model)`. The exclusion regexes run on these
         names, because TF2 variable names need not be Google's. A variable that is not in the
         mapping falls back to its TF2 name without ":0".
       name: optimizer name.
@@ -338,7 +338,7 @@ def create_optimizer(
       num_train_steps: steps over which the rate decays linearly to 0.
       num_warmup_steps: linear warmup steps (0 = none).
       name_to_variable: {Google checkpoint name: tf.Variable}, from
-        `checkpoints.variables_by_checkpoint_name(model)`; decay exclusion uses these names.
+        `checkpoint_names.variables_by_checkpoint_name(model)`; decay exclusion uses these names.
       weight_decay_rate: 0.01 as in the original.
       bias_correction: standard Adam's bias correction (`--adam_bias_correction`); False is the
         original's algorithm.

@@ -167,7 +167,7 @@ def setup_ours(cfg, args, total_steps):
     sys.path.insert(0, REPO_ROOT)
     import numpy as np
     import tensorflow as tf
-    from bert_classifier.core import checkpoints
+    from bert_classifier.core import checkpoint_names
     import modeling
     import optimization
     from bert_classifier.core import precision
@@ -183,7 +183,7 @@ def setup_ours(cfg, args, total_steps):
     strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
     model = forward.build_classifier(config, 2, strategy)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     with strategy.scope():
         optimizer = optimization.create_optimizer(
             LEARNING_RATE, total_steps, _num_warmup(total_steps), name_to_variable=names)

@@ -87,7 +87,7 @@ def worker(args) -> None:
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as run_classifier.py
     import numpy as np
     import tensorflow as tf
-    from bert_classifier.core import checkpoints
+    from bert_classifier.core import checkpoint_names
     import modeling
     import optimization
     from bert_classifier.core import precision
@@ -102,7 +102,7 @@ def worker(args) -> None:
     strategy = strategies.create_strategy("one_device")
     tf.random.set_seed(0)
     model = forward.build_classifier(config, 2, strategy)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     with strategy.scope():
         optimizer = optimization.create_optimizer(5e-5, 1000, 7, name_to_variable=names)
         optimizer.create_slots(list(names.values()))

@@ -53,7 +53,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
     tf_imported = time.time()
-    from bert_classifier.core import checkpoints
+    from bert_classifier.core import checkpoint_names
     import modeling
     import optimization
     from bert_classifier.core import precision
@@ -80,7 +80,7 @@ def main() -> None:
     model = forward.build_classifier(config, 2, strategy)
     times["model"] = time.time() - t
     t = time.time()
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     with strategy.scope():
         optimizer = optimization.create_optimizer(5e-5, 1000, 100, name_to_variable=names)
         optimizer.create_slots(list(names.values()))

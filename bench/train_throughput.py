@@ -149,7 +149,7 @@ def setup_ours(shape, mode, workdir, options):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     import tensorflow as tf
-    from bert_classifier.core import checkpoints
+    from bert_classifier.core import checkpoint_names
     from bert_classifier.workflow import features
     import modeling
     import optimization
@@ -187,7 +187,7 @@ def setup_ours(shape, mode, workdir, options):
     jit = bool(options.get("jit_compile", False))
 
     if mode == "train":
-        name_to_variable = checkpoints.variables_by_checkpoint_name(model)
+        name_to_variable = checkpoint_names.variables_by_checkpoint_name(model)
         with strategy.scope():
             optimizer = optimization.create_optimizer(
                 2e-5, 100000, 10000, name_to_variable=name_to_variable)

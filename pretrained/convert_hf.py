@@ -270,7 +270,7 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
     folder that is not a complete BERT model.
     """
     # Imported here so `--help` and is_up_to_date() do not pay for TensorFlow.
-    from bert_classifier.core import checkpoints, files
+    from bert_classifier.core import checkpoint_names, checkpoints, files
     import modeling
 
     config_path = os.path.join(hf_dir, "config.json")
@@ -308,7 +308,7 @@ def convert(hf_dir: str, output_dir: str, pooler_seed: int = POOLER_SEED) -> Dic
         logging.warning("Not converted (no place in Google's BERT layout): %s",
                         ", ".join(skipped))
 
-    expected = checkpoints.expected_variable_shapes(modeling.BertConfig.from_dict(config))
+    expected = checkpoint_names.expected_variable_shapes(modeling.BertConfig.from_dict(config))
     pooler_note = "converted"
     pooler_names = ["bert/pooler/dense/kernel", "bert/pooler/dense/bias"]
     if not any(n in converted for n in pooler_names):

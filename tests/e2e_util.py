@@ -73,6 +73,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 sys.path.insert(0, {REPO_ROOT!r})
 import tensorflow as tf
 import modeling
+from bert_classifier.core import checkpoint_names
 from bert_classifier.core import checkpoints
 tf.random.set_seed({seed})
 config = modeling.BertConfig.from_json_file({config_path!r})
@@ -80,7 +81,7 @@ model = (modeling.BertClassifier(config, {head_labels}) if {head_labels} else
          modeling.BertModel(config))
 ones = tf.ones([1, 4], tf.int32)
 model(ones, ones, tf.zeros([1, 4], tf.int32), training=False)
-names = checkpoints.variables_by_checkpoint_name(model)
+names = checkpoint_names.variables_by_checkpoint_name(model)
 checkpoints.write_checkpoint({prefix!r}, names)
 """
     run_python(code)

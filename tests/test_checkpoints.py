@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 import modeling
 
@@ -44,7 +46,7 @@ def _google_names(num_layers):
 
 def test_names_and_shapes():
     model = modeling.BertClassifier(_config(), num_labels=3)
-    names = checkpoints.variables_by_checkpoint_name(model)  # builds the variables
+    names = checkpoint_names.variables_by_checkpoint_name(model)  # builds the variables
     assert list(names) == _google_names(2) + ["output_weights", "output_bias"]
     assert len(set(map(id, names.values()))) == len(names) == len(model.trainable_variables)
     shapes = {n: list(v.shape) for n, v in names.items()}
@@ -58,25 +60,25 @@ def test_names_and_shapes():
     assert shapes["bert/pooler/dense/kernel"] == [16, 16]
     assert shapes["output_weights"] == [3, 16] and shapes["output_bias"] == [3]
     # The bare encoder has the bert/ names only; Keras names end like Google's.
-    bert_names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    bert_names = checkpoint_names.variables_by_checkpoint_name(modeling.BertModel(_config()))
     assert list(bert_names) == _google_names(2)
     for name, var in names.items():
         assert var.name.endswith(name + ":0"), (name, var.name)
     with pytest.raises(TypeError):
-        checkpoints.variables_by_checkpoint_name(object())
+        checkpoint_names.variables_by_checkpoint_name(object())
 
 
 def test_round_trip_into_fresh_model(tmp_path):
     ids, mask, types = _inputs()
     model = modeling.BertClassifier(_config(), num_labels=3)
     expected = model(ids, mask, types).numpy()
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     prefix = checkpoints.save_checkpoint(str(tmp_path), names, global_step=7)
     assert prefix == os.path.join(str(tmp_path), "model.ckpt-7")
     assert os.path.exists(prefix + ".index") and os.path.exists(prefix + ".data-00000-of-00001")
     fresh = modeling.BertClassifier(_config(), num_labels=3)
     assert np.abs(fresh(ids, mask, types).numpy() - expected).max() > 1e-3
-    loaded = checkpoints.init_from_checkpoint(checkpoints.variables_by_checkpoint_name(fresh),
+    loaded = checkpoints.init_from_checkpoint(checkpoint_names.variables_by_checkpoint_name(fresh),
                                               str(tmp_path))  # a directory: its latest
     assert loaded == set(names)
     np.testing.assert_array_equal(fresh(ids, mask, types).numpy(), expected)
@@ -126,7 +128,7 @@ def _write_tf1_checkpoint(prefix, model_names, num_labels=3, extra=True, drop=()
 
 def test_reads_original_tf1_checkpoint(tmp_path, caplog):
     model = modeling.BertClassifier(_config(), num_labels=3)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     path, values = _write_tf1_checkpoint(str(tmp_path / "model.ckpt"), names)
     assert path.endswith("model.ckpt-343")
     listed = {n for n, _ in tf.train.list_variables(path)}
@@ -151,7 +153,7 @@ def test_pretrained_checkpoint_leaves_head_random(tmp_path, caplog):
     """A pre-trained checkpoint has no output_weights: they keep their initial values and
     the log shows them without *INIT_FROM_CKPT*."""
     model = modeling.BertClassifier(_config(), num_labels=2)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     before = names["output_weights"].numpy()
     path, _ = _write_tf1_checkpoint(str(tmp_path / "bert_model.ckpt"), names, extra=False,
                                     drop=("output_weights", "output_bias"))
@@ -165,22 +167,22 @@ def test_pretrained_checkpoint_leaves_head_random(tmp_path, caplog):
 
 def test_shape_mismatch_names_variable_and_shapes(tmp_path):
     model = modeling.BertClassifier(_config(), num_labels=3)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     path, _ = _write_tf1_checkpoint(str(tmp_path / "model.ckpt"), names, num_labels=5)
     with pytest.raises(ValueError, match=r"output_weights.*\[5, 16\].*\[3, 16\]"):
         checkpoints.init_from_checkpoint(names, path)
     small = modeling.BertModel(_config(hidden_size=8))
     with pytest.raises(ValueError, match=r"bert/embeddings/word_embeddings.*\[50, 16\].*\[50, 8\]"):
-        checkpoints.init_from_checkpoint(checkpoints.variables_by_checkpoint_name(small), path)
+        checkpoints.init_from_checkpoint(checkpoint_names.variables_by_checkpoint_name(small), path)
 
 
 def test_missing_bert_variables_are_listed(tmp_path):
     model = modeling.BertModel(_config())
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     path, _ = _write_tf1_checkpoint(str(tmp_path / "model.ckpt"), names, extra=False)
     deeper = modeling.BertModel(_config(num_hidden_layers=3))
     with pytest.raises(ValueError) as error:
-        checkpoints.init_from_checkpoint(checkpoints.variables_by_checkpoint_name(deeper), path)
+        checkpoints.init_from_checkpoint(checkpoint_names.variables_by_checkpoint_name(deeper), path)
     message = str(error.value)
     assert "lacks 16 BERT variable(s)" in message
     assert "bert/encoder/layer_2/* (16 variables)" in message  # a whole layer is one entry
@@ -196,9 +198,9 @@ def test_missing_bert_variables_are_listed(tmp_path):
 def test_unused_bert_variables_are_an_error_unless_partial_load_is_asked(tmp_path, caplog):
     """A 3-layer checkpoint into a 2-layer model: the original dropped layer_2 silently."""
     deeper = modeling.BertModel(_config(num_hidden_layers=3))
-    deeper_names = checkpoints.variables_by_checkpoint_name(deeper)
+    deeper_names = checkpoint_names.variables_by_checkpoint_name(deeper)
     path, values = _write_tf1_checkpoint(str(tmp_path / "model.ckpt"), deeper_names)
-    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    names = checkpoint_names.variables_by_checkpoint_name(modeling.BertModel(_config()))
     with pytest.raises(ValueError) as error:
         checkpoints.init_from_checkpoint(names, path)
     message = str(error.value)
@@ -222,14 +224,14 @@ def test_expected_variable_shapes_match_the_built_model():
         model = (modeling.BertClassifier(config, num_labels) if num_labels
                  else modeling.BertModel(config))
         built = {n: list(v.shape) for n, v in
-                 checkpoints.variables_by_checkpoint_name(model).items()}
-        expected = checkpoints.expected_variable_shapes(config, num_labels)
+                 checkpoint_names.variables_by_checkpoint_name(model).items()}
+        expected = checkpoint_names.expected_variable_shapes(config, num_labels)
         assert list(expected.items()) == list(built.items())
 
 
 def _saved(tmp_path, steps=(1, 2, 3)):
     out = str(tmp_path / "out")
-    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    names = checkpoint_names.variables_by_checkpoint_name(modeling.BertModel(_config()))
     for step in steps:
         checkpoints.save_checkpoint(out, names, step)
     return out, names
@@ -316,7 +318,7 @@ def test_tf1_readers_see_google_names(tmp_path):
     """Our file read by TF1 code: NewCheckpointReader, list_variables and the original's
     init_from_checkpoint name lookup (assignment map name -> name) in a graph."""
     model = modeling.BertClassifier(_config(), num_labels=2)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     extra = {"bert/embeddings/word_embeddings/adam_m": np.ones([50, 16], np.float32)}
     prefix = checkpoints.write_checkpoint(str(tmp_path / "sub" / "x.ckpt"), dict(names, **extra))
     expected = {n: v.numpy() for n, v in names.items()}
@@ -342,7 +344,7 @@ def test_tf1_readers_see_google_names(tmp_path):
 def test_state_file_relative_and_max_to_keep(tmp_path):
     out = str(tmp_path / "out")
     model = modeling.BertModel(_config())
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     for step in (1, 2, 3, 34, 343):
         checkpoints.save_checkpoint(out, names, step, max_to_keep=3)
     state = open(os.path.join(out, "checkpoint")).read()
@@ -370,7 +372,7 @@ def test_state_file_relative_and_max_to_keep(tmp_path):
 
 def test_failed_save_keeps_previous_state(tmp_path):
     out = str(tmp_path)
-    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    names = checkpoint_names.variables_by_checkpoint_name(modeling.BertModel(_config()))
     checkpoints.save_checkpoint(out, names, 1)
     state_before = open(os.path.join(out, "checkpoint")).read()
     broken = dict(names, bad=object())  # cannot be converted to a tensor
@@ -382,7 +384,7 @@ def test_failed_save_keeps_previous_state(tmp_path):
 
 def test_restore_needs_every_name(tmp_path):
     model = modeling.BertModel(_config())
-    names = dict(checkpoints.variables_by_checkpoint_name(model))
+    names = dict(checkpoint_names.variables_by_checkpoint_name(model))
     slot = tf.Variable(np.full([16], 2.5, np.float32))
     step = tf.Variable(5, dtype=tf.int64)
     names_with_slots = dict(names, **{"bert/pooler/dense/bias/adam_m": slot, "global_step": step})
@@ -390,7 +392,7 @@ def test_restore_needs_every_name(tmp_path):
     ids, mask, types = _inputs()
     expected = model(ids, mask, types)["pooled_output"].numpy()
     fresh = modeling.BertModel(_config())
-    fresh_names = dict(checkpoints.variables_by_checkpoint_name(fresh))
+    fresh_names = dict(checkpoint_names.variables_by_checkpoint_name(fresh))
     fresh_slot = tf.Variable(np.zeros([16], np.float32))
     fresh_step = tf.Variable(0, dtype=tf.int64)
     assert checkpoints.restore_checkpoint(str(tmp_path), dict(
@@ -431,7 +433,7 @@ def _anon_rss_mib():
 def test_loading_keeps_no_second_copy(tmp_path):
     config = _config(vocab_size=2000, hidden_size=512, num_hidden_layers=4,
                      num_attention_heads=8, intermediate_size=2048)
-    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(config))
+    names = checkpoint_names.variables_by_checkpoint_name(modeling.BertModel(config))
     size_mib = sum(int(np.prod(v.shape)) for v in names.values()) * 4 / 2 ** 20
     prefix = checkpoints.write_checkpoint(str(tmp_path / "big.ckpt"), names)
     checkpoints.init_from_checkpoint(names, prefix)  # warm-up: op kernels, caches
@@ -449,7 +451,7 @@ def test_relative_output_dir_is_joined_once(tmp_path, monkeypatch, caplog):
     # folder: joining them again named output/x/output/x/model.ckpt-N for a relative folder.
     monkeypatch.chdir(tmp_path)
     out = os.path.join("output", "x")
-    names = checkpoints.variables_by_checkpoint_name(modeling.BertModel(_config()))
+    names = checkpoint_names.variables_by_checkpoint_name(modeling.BertModel(_config()))
     with caplog.at_level(logging.WARNING):
         for step in (1, 2, 3):
             checkpoints.save_checkpoint(out, names, step, max_to_keep=2)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 import e2e_util
 import modeling
@@ -162,7 +164,7 @@ def test_classifier_dropout_prob_config():
 def test_initialization():
     config = modeling.BertConfig(**dict(TINY, hidden_size=64, initializer_range=0.05))
     model = modeling.BertClassifier(config, num_labels=4)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     for name, var in names.items():
         value = var.numpy()
         if name.endswith("/bias") or name.endswith("/beta") or name == "output_bias":
@@ -187,7 +189,7 @@ def test_initial_weights_follow_tf_random_set_seed():
         tf.random.set_seed(seed)
         model = modeling.BertClassifier(config, num_labels=2)
         model.build_variables()
-        return {n: v.numpy() for n, v in checkpoints.variables_by_checkpoint_name(model).items()}
+        return {n: v.numpy() for n, v in checkpoint_names.variables_by_checkpoint_name(model).items()}
 
     first, again, other = initial_weights(7), initial_weights(7), initial_weights(8)
     for name in first:
@@ -307,7 +309,7 @@ def converted_minilm(tmp_path_factory):
 def _load_model(google_dir):
     config = modeling.BertConfig.from_json_file(os.path.join(google_dir, "bert_config.json"))
     model = modeling.BertModel(config)
-    checkpoints.init_from_checkpoint(checkpoints.variables_by_checkpoint_name(model),
+    checkpoints.init_from_checkpoint(checkpoint_names.variables_by_checkpoint_name(model),
                                      os.path.join(google_dir, "bert_model.ckpt"))
     return model
 
@@ -463,7 +465,7 @@ def test_parity_with_googles_original_modeling(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = modeling.BertConfig(**dict(TINY, num_hidden_layers=3))
     model = modeling.BertModel(config)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     loaded = checkpoints.init_from_checkpoint(names, str(tmp_path / "original.ckpt"))
     assert loaded == set(names)  # the original's variable names are exactly ours
     assert set(n for n, _ in tf.train.list_variables(str(tmp_path / "original.ckpt"))) == set(names)
@@ -493,7 +495,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     ids = rng.integers(0, 99, (8, 7)).astype(np.int32)
     mask = np.ones_like(ids); types_ = np.zeros_like(ids)
     reference = modeling.BertClassifier(config, 3)
-    ref_names = checkpoints.variables_by_checkpoint_name(reference)
+    ref_names = checkpoint_names.variables_by_checkpoint_name(reference)
     prefix = checkpoints.write_checkpoint(sys.argv[2] + "/ref.ckpt", ref_names)
     expected = reference(ids, mask, types_).numpy()
 
@@ -501,7 +503,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     with strategy.scope():
         model = modeling.BertClassifier(config, 3)
         model.build_variables()
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     assert "Mirrored" in type(names["output_weights"]).__name__, type(names["output_weights"])
     loaded = checkpoints.init_from_checkpoint(names, prefix)  # outside the scope
     assert loaded == set(names)
@@ -520,7 +522,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     np.testing.assert_allclose(got, expected, atol=1e-5)
     saved = checkpoints.save_checkpoint(sys.argv[2] + "/out", names, 3)
     restored = modeling.BertClassifier(config, 3)
-    checkpoints.restore_checkpoint(saved, dict(checkpoints.variables_by_checkpoint_name(restored)))
+    checkpoints.restore_checkpoint(saved, dict(checkpoint_names.variables_by_checkpoint_name(restored)))
     np.testing.assert_allclose(restored(ids, mask, types_).numpy(), expected, atol=1e-5)
     print("OK")
 """)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 from bert_classifier.core import files
 import e2e_util
@@ -84,13 +86,13 @@ def test_into_place_writes_whole_or_not_at_all(tmp_path):
 
 def test_one_fit_check_names_the_head_and_what_is_missing():
     config = modeling.BertConfig(**e2e_util.TINY_CONFIG)
-    model = checkpoints.expected_variable_shapes(config, 3)
-    trained = checkpoints.expected_variable_shapes(config, 2)
+    model = checkpoint_names.expected_variable_shapes(config, 3)
+    trained = checkpoint_names.expected_variable_shapes(config, 2)
     with pytest.raises(ValueError, match=r"Shape of variable output_weights in checkpoint c is "
                                          r"\[2, \d+\].*head for 2 labels, but the label list "
                                          r"has 3"):
         checkpoints.check_checkpoint_fits("c", trained, model)
-    pretrained = checkpoints.expected_variable_shapes(config)
+    pretrained = checkpoint_names.expected_variable_shapes(config)
     # Initializing from a pre-trained checkpoint: the head is not needed ...
     assert checkpoints.check_checkpoint_fits("c", pretrained, model) == list(pretrained)
     # ... restoring a trained classifier: it is.

@@ -7,6 +7,8 @@ import types
 
 import pytest
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 import e2e_util
 import fixtures
@@ -188,14 +190,14 @@ def test_check_resumable(tiny, config, tmp_path):
     out = str(tmp_path / "out")
     assert preflight.check_resumable(out, config, 2) is None  # nothing there yet
     model = modeling.BertClassifier(config, 2)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     checkpoints.save_checkpoint(out, names, 3)
     assert preflight.check_resumable(out, config, 2) == os.path.join(out, "model.ckpt-3")
     with pytest.raises(ValueError, match=r"Shape of variable output_weights in checkpoint .* is "
                                          r"\[2, 32\], but the model's variable has shape \[3, 32\]"):
         preflight.check_resumable(out, config, 3)  # another task's output_dir
     encoder_only = str(tmp_path / "encoder_only")
-    checkpoints.save_checkpoint(encoder_only, checkpoints.variables_by_checkpoint_name(
+    checkpoints.save_checkpoint(encoder_only, checkpoint_names.variables_by_checkpoint_name(
         modeling.BertModel(config)), 5)
     with pytest.raises(ValueError, match=r"model.ckpt-5 in --output_dir lacks 2 variable\(s\) of "
                                          r"this model \(output_weights, output_bias\)"):
@@ -277,7 +279,7 @@ def test_run_classifier_sequence_checks_only_what_the_run_uses(tiny, tmp_path):
     # A run that will resume does not need init_checkpoint any more.
     out = str(tmp_path / "resume")
     config = modeling.BertConfig.from_json_file(tiny["config"])
-    names = checkpoints.variables_by_checkpoint_name(modeling.BertClassifier(config, 2))
+    names = checkpoint_names.variables_by_checkpoint_name(modeling.BertClassifier(config, 2))
     checkpoints.save_checkpoint(out, names, 1)
     preflight.check_run_classifier_flags(_flags(
         tiny, tmp_path, output_dir=out, init_checkpoint=str(tmp_path / "gone" / "x.ckpt")))

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 import modeling
 from pretrained import build_default, convert_hf
@@ -31,7 +33,7 @@ def test_build_default_output(built):
     assert len(vocab) == 30522 and vocab[:1] == ["[PAD]"] and vocab[101:103] == ["[CLS]", "[SEP]"]
     shapes = dict(tf.train.list_variables(os.path.join(built, "bert_model.ckpt")))
     model = modeling.BertModel(config)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     assert set(shapes) == set(names)  # exactly Google's bert/ names, nothing else
     assert shapes["bert/encoder/layer_5/intermediate/dense/kernel"] == [384, 1536]
     assert checkpoints.init_from_checkpoint(names, built) == set(names)  # folder, no state file

@@ -18,6 +18,8 @@ from e2e_util import classifier_args, read_eval_results, run_classifier
 REPO_ROOT = e2e_util.REPO_ROOT
 sys.path.insert(0, REPO_ROOT)
 
+from bert_classifier.core import checkpoint_names  # noqa: E402
+
 from bert_classifier.core import checkpoints  # noqa: E402
 from bert_classifier.workflow import features  # noqa: E402
 import modeling  # noqa: E402
@@ -77,7 +79,7 @@ def _model_outputs(output_dir, config_path, record_file, num_labels=2):
     ones = tf.ones([1, 2], tf.int32)
     model(ones, ones, tf.zeros([1, 2], tf.int32), training=False)
     checkpoints.restore_checkpoint(checkpoints.latest_checkpoint(output_dir),
-                                   checkpoints.variables_by_checkpoint_name(model))
+                                   checkpoint_names.variables_by_checkpoint_name(model))
     spec = features.name_to_features(32)
     batches = tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, spec)).batch(64)

@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as sk
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 import e2e_util
 from bert_classifier.workflow import features
@@ -49,7 +51,7 @@ def _checkpoint_outputs(prefix, config_path, record_file):
     config = modeling.BertConfig.from_json_file(config_path)
     model = modeling.BertClassifier(config, 2)
     model.build_variables()
-    checkpoints.restore_checkpoint(prefix, checkpoints.variables_by_checkpoint_name(model))
+    checkpoints.restore_checkpoint(prefix, checkpoint_names.variables_by_checkpoint_name(model))
     data = next(iter(tf.data.TFRecordDataset(record_file).map(
         lambda r: features.decode_record(r, features.name_to_features(32))).batch(1000)))
     logits = model(data["input_ids"], data["input_mask"], data["segment_ids"]).numpy()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_classifier.core import checkpoints
+from bert_classifier.core import checkpoint_names
 import e2e_util
 from bert_classifier.workflow import features
 import modeling
@@ -146,7 +146,7 @@ def test_train_loop_xla_and_op_by_op_take_the_same_steps(record_file):
     def run(jit_compile):
         tf.random.set_seed(11)  # the same initial weights for both
         model = forward.build_classifier(config, 2, strategy)
-        names = checkpoints.variables_by_checkpoint_name(model)
+        names = checkpoint_names.variables_by_checkpoint_name(model)
         optimizer = optimization.create_optimizer(1e-3, 10, 2, name_to_variable=names)
         dataset = input_pipeline.input_fn(record_file, 16, 8, is_training=True, drop_remainder=True,
                                           seed=5)(tf.distribute.InputContext())
@@ -250,7 +250,7 @@ def test_one_step_clips_the_summed_gradient_at_global_norm_one(record_file):
         classifier_dropout_prob=0.0))
     tf.random.set_seed(2)
     model = forward.build_classifier(config, 2, strategy)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     # Confident logits make the loss, and so the gradient, large.
     names["output_weights"].assign(names["output_weights"] * 300.0)
     optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)

@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from bert_classifier.core import checkpoint_names
+
 from bert_classifier.core import checkpoints
 import e2e_util
 from bert_classifier.workflow import features
@@ -162,7 +164,7 @@ def _train(records, steps_per_call=2, calls=2, seed=11, config=None, batch_size=
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(seed)
     model = forward.build_classifier(config or _tiny(NO_DROPOUT), 2, strategy)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     optimizer = optimization.create_optimizer(learning_rate, 10, 0, name_to_variable=names)
     length_multiple = options.get("length_multiple", 0)
     dataset = input_pipeline.input_fn(records, SEQ, batch_size, is_training=True,
@@ -467,8 +469,8 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(records, tmp_path
     precision.set_policy("bfloat16")
     tf.random.set_seed(3)
     model = forward.build_classifier(_tiny(), 2, strategy)
-    names = checkpoints.variables_by_checkpoint_name(model)
-    for name, value in checkpoints.variables_by_checkpoint_name(reference).items():
+    names = checkpoint_names.variables_by_checkpoint_name(model)
+    for name, value in checkpoint_names.variables_by_checkpoint_name(reference).items():
         names[name].assign(value)
     dataset_fn = input_pipeline.input_fn(records, SEQ, 16, is_training=False,
                                          drop_remainder=False)
@@ -527,7 +529,7 @@ def test_float16_skips_are_counted_by_the_loss_scaling(records):
     strategy = tf.distribute.get_strategy()
     tf.random.set_seed(11)
     model = forward.build_classifier(_tiny(NO_DROPOUT), 2, strategy)
-    names = checkpoints.variables_by_checkpoint_name(model)
+    names = checkpoint_names.variables_by_checkpoint_name(model)
     optimizer = optimization.create_optimizer(1e-3, 10, 0, name_to_variable=names)
     optimizer.create_slots(list(names.values()))
     scaling = precision.LossScaling(optimizer)

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-from bert_classifier.core import checkpoints  # noqa: E402
+from bert_classifier.core import checkpoint_names  # noqa: E402
 from bert_classifier.workflow import features  # noqa: E402
 from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 from bert_classifier.checks import preflight  # noqa: E402
@@ -187,7 +187,7 @@ def _load(model: tf.Module, checkpoint: Optional[str], flag: str, what: str) -> 
                          % (what, flag))
     logging.info("Restoring %s parameters from %s", what, checkpoint)
     try:
-        forward.load_weights(checkpoints.variables_by_checkpoint_name(model), checkpoint=checkpoint,
+        forward.load_weights(checkpoint_names.variables_by_checkpoint_name(model), checkpoint=checkpoint,
                              complete=True)
     except ValueError as error:
         raise ValueError(f"--{flag}={checkpoint}: {error}") from None

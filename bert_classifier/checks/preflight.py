@@ -26,6 +26,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
+from bert_classifier.core import checkpoint_names  # noqa: E402
+
 from bert_classifier.core import checkpoints  # noqa: E402
 import modeling  # noqa: E402
 import processors  # noqa: E402
@@ -223,7 +225,7 @@ def check_checkpoint_fits(path: str, bert_config: modeling.BertConfig, num_label
     shapes = reader.get_variable_to_shape_map()
     try:
         checkpoints.check_checkpoint_fits(
-            prefix, shapes, checkpoints.expected_variable_shapes(bert_config, num_labels),
+            prefix, shapes, checkpoint_names.expected_variable_shapes(bert_config, num_labels),
             allow_partial)
     except ValueError as error:
         raise ValueError(f"--{flag}={path} does not fit the model of the config: {error}") from None
@@ -242,7 +244,7 @@ def check_resumable(output_dir: str, bert_config: modeling.BertConfig,
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     try:
         checkpoints.check_checkpoint_fits(
-            prefix, shapes, checkpoints.expected_variable_shapes(bert_config, num_labels),
+            prefix, shapes, checkpoint_names.expected_variable_shapes(bert_config, num_labels),
             complete=True, described_as=f"checkpoint {prefix} in --output_dir")
     except ValueError as error:
         raise ValueError(f"{error}: was output_dir used with another bert_config.json or task? "

@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
+from bert_classifier.core import checkpoint_names  # noqa: E402
+
 from bert_classifier.core import checkpoints  # noqa: E402
 from bert_classifier.core import fused_ops  # noqa: E402
 import modeling  # noqa: E402
@@ -93,7 +95,7 @@ def load_for_inference(bert_config: modeling.BertConfig, num_labels: int, output
     checkpoint in output_dir, else init_checkpoint; see load_weights), logging which. Returns
     (model, checkpoint_path, global_step)."""
     model = build_classifier(bert_config, num_labels, strategy)
-    loaded = load_weights(checkpoints.variables_by_checkpoint_name(model), output_dir,
+    loaded = load_weights(checkpoint_names.variables_by_checkpoint_name(model), output_dir,
                           init_checkpoint, allow_partial_checkpoint, log_fallback=True)
     if loaded.resumed:
         logging.info("Restoring parameters from %s", loaded.checkpoint)

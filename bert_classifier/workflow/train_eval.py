@@ -32,6 +32,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
+from bert_classifier.core import checkpoint_names  # noqa: E402
+
 from bert_classifier.core import checkpoints  # noqa: E402
 from bert_classifier.core import files  # noqa: E402
 import modeling  # noqa: E402
@@ -359,7 +361,7 @@ class TrainingEvaluator:
             else:
                 self._eval_model = forward.build_classifier(model.config, model.num_labels,
                                                             self.infer_strategy)
-                self._eval_variables = checkpoints.variables_by_checkpoint_name(self._eval_model)
+                self._eval_variables = checkpoint_names.variables_by_checkpoint_name(self._eval_model)
             self._run_step = forward.make_eval_step(
                 self._eval_model, model.num_labels, self.infer_strategy, self.jit_compile,
                 self.micro_batch_size)

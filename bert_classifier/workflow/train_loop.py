@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
+from bert_classifier.core import checkpoint_names  # noqa: E402
+
 from bert_classifier.core import checkpoints  # noqa: E402
 from bert_classifier.core import kill_points  # noqa: E402
 import modeling  # noqa: E402
@@ -302,7 +304,7 @@ def train(bert_config: modeling.BertConfig, num_labels: int, cfg: TrainConfig,
     if cfg.seed is not None:
         tf.random.set_seed(cfg.seed)
     model = forward.build_classifier(bert_config, num_labels, strategy)
-    name_to_variable = checkpoints.variables_by_checkpoint_name(model)
+    name_to_variable = checkpoint_names.variables_by_checkpoint_name(model)
     with strategy.scope():
         optimizer = optimization.create_optimizer(
             cfg.learning_rate, cfg.num_train_steps, cfg.num_warmup_steps,
