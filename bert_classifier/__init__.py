@@ -10,11 +10,11 @@ Folders are the layers (top to bottom; a lower one never imports an upper one): 
 Python API) and cli/ (what only scripts need), workflow/ (run_classifier's workflow, the
 pipeline and the training loop), checks/ (before any work), core/ (ground support modules).
 
-Importing the package first sets the TensorFlow environment (cli/script_env), and is cheap:
-`fine_tune`, `FineTuneRun`, `Classifier` and `Encoder` load TensorFlow on first use.
+Importing the package first sets the TensorFlow environment (core/tf_environment), and is
+cheap: `fine_tune`, `FineTuneRun`, `Classifier` and `Encoder` load TensorFlow on first use.
 """
 
-from bert_classifier.cli import script_env  # noqa: F401  (before anything imports TensorFlow)
+from bert_classifier.core import tf_environment  # noqa: F401  (before anything imports TensorFlow)
 
 _LAZY = {
     "fine_tune": "bert_classifier.api.finetune",

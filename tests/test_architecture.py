@@ -107,14 +107,15 @@ def test_ground_modules_and_processors_import_only_core():
 
 
 def test_package_init_imports_only_the_environment_eagerly():
-    """`import bert_classifier` stays cheap: its only module-level import is cli/script_env."""
+    """`import bert_classifier` stays cheap: its only module-level import is core/tf_environment
+    (the environment; the scripts' own start-up, cli/script_env, is not a library's)."""
     path = os.path.join(REPO_ROOT, PACKAGE, "__init__.py")
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read())
     imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     assert imports and isinstance(imports[0], ast.ImportFrom)
     assert (imports[0].module, [a.name for a in imports[0].names]) == (
-        f"{PACKAGE}.cli", ["script_env"])
+        f"{PACKAGE}.core", ["tf_environment"])
     assert len(imports) == 1, [ast.dump(node) for node in imports[1:]]
 
 

@@ -49,8 +49,8 @@ def test_defaults_importing_tensorflow_only_to_probe_a_driverless_machine():
 def _first_op_stderr(**preset):
     env = {k: v for k, v in os.environ.items() if k not in _NAMES}
     env.update(PYTHONPATH=e2e_util.REPO_ROOT, **preset)
-    code = ("import script_env, tensorflow as tf; tf.config.list_physical_devices('GPU'); "
-            "print(int(tf.constant(2) + 3))")
+    code = ("from bert_classifier.cli import script_env; import tensorflow as tf; "
+            "tf.config.list_physical_devices('GPU'); print(int(tf.constant(2) + 3))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120, check=True)
     assert proc.stdout.strip() == "5"
@@ -70,7 +70,7 @@ def test_ctrl_c_during_import_is_one_line():
     env.pop("BERT_TRACEBACK", None)
     code = ("import signal, threading, os; "
             "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start(); "
-            "import script_env, tensorflow, time; time.sleep(30)")
+            "from bert_classifier.cli import script_env; import tensorflow, time; time.sleep(30)")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0

@@ -26,6 +26,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from bert_classifier.checks import preflight  # noqa: E402
+from bert_classifier.core import tf_environment  # noqa: E402
 from bert_classifier.cli import classifier_flags  # noqa: E402
 from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 from bert_classifier.workflow import run as workflow  # noqa: E402
@@ -240,6 +241,8 @@ def fine_tune(model: Optional[str] = None, *, train=None, dev=None, test=None,
     Raises ValueError (one line naming the setting, file or row) before any long work.
     """
     flag_values = settings_for_call(flagfile, **settings)
+    # Before TensorFlow first looks for devices: no driverless cuInit error in the cell.
+    tf_environment.quiet_driverless_gpu_probe()
     folder_info = _fill_from_model_folder(flag_values, os.fspath(model)) if model else None
     processor = _choose_processor(
         flag_values, {"train": train, "dev": dev, "test": test}, labels, processor,

@@ -35,6 +35,7 @@ from bert_classifier.workflow import features  # noqa: E402
 from bert_classifier.workflow import model_dir as model_dir_lib  # noqa: E402
 from bert_classifier.checks import preflight  # noqa: E402
 from bert_classifier.core import kill_points  # noqa: E402
+from bert_classifier.core import tf_environment  # noqa: E402
 import tokenization  # noqa: E402
 from bert_classifier.workflow import forward  # noqa: E402
 from bert_classifier.workflow import input_pipeline  # noqa: E402
@@ -202,6 +203,7 @@ class Encoder(_BertRunner):
         """Builds the BertModel of info.bert_config_file under `strategy` (default: the first
         GPU, else the CPU) and loads the `bert/` variables of info.checkpoint (errors name
         `checkpoint_flag`)."""
+        tf_environment.quiet_driverless_gpu_probe()  # before the first look for devices
         strategy = strategy or strategies.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
         self.jit_compile = jit_compile
@@ -321,6 +323,7 @@ class Classifier(_BertRunner):
         (output_weights [num_labels, hidden]) for as many labels as info.labels."""
         if not info.labels:
             raise ValueError("%s: no labels known for the classifier" % info.model_dir)
+        tf_environment.quiet_driverless_gpu_probe()  # before the first look for devices
         strategy = strategy or strategies.create_strategy("one_device")
         super().__init__(info, strategy, batch_size)
         self.labels = list(info.labels)
