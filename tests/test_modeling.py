@@ -487,6 +487,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import modeling
+    from bert_classifier.core import checkpoint_names
     from bert_classifier.core import checkpoints
 
     config = modeling.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
@@ -522,7 +523,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     np.testing.assert_allclose(got, expected, atol=1e-5)
     saved = checkpoints.save_checkpoint(sys.argv[2] + "/out", names, 3)
     restored = modeling.BertClassifier(config, 3)
-    checkpoints.restore_checkpoint(saved, dict(checkpoint_names.variables_by_checkpoint_name(restored)))
+    checkpoints.restore_checkpoint(
+        saved, dict(checkpoint_names.variables_by_checkpoint_name(restored)))
     np.testing.assert_allclose(restored(ids, mask, types_).numpy(), expected, atol=1e-5)
     print("OK")
 """)

@@ -83,10 +83,10 @@ def test_pip_install_gives_the_package_modules_and_commands(tmp_path):
          "--text_b=another"], capture_output=True, text=True, cwd=work, env=env, timeout=300)
     assert predict.returncode == 0, predict.stderr[-3000:]
     assert predict.stdout.splitlines()[0] == "guid\tlabel\t0\t1"
-    # absl's --helpshort lists the script's own flags (and exits with status 1, as absl does).
+    # absl's --helpfull lists every flag the command defines.
     for command, flag in (("bert-extract-features", "--pooling"),
                           ("bert-export-saved-model", "--export_dir")):
-        helped = subprocess.run([str(bin_dir / command), "--helpshort"], capture_output=True,
+        helped = subprocess.run([str(bin_dir / command), "--helpfull"], capture_output=True,
                                 text=True, cwd=work, env=env, timeout=300)
         assert flag in helped.stdout, helped.stdout[-2000:] + helped.stderr[-2000:]
     # A command's error is one line, as the script's.

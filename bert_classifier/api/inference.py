@@ -188,8 +188,8 @@ def _load(model: tf.Module, checkpoint: Optional[str], flag: str, what: str) -> 
                          % (what, flag))
     logging.info("Restoring %s parameters from %s", what, checkpoint)
     try:
-        forward.load_weights(checkpoint_names.variables_by_checkpoint_name(model), checkpoint=checkpoint,
-                             complete=True)
+        forward.load_weights(checkpoint_names.variables_by_checkpoint_name(model),
+                             checkpoint=checkpoint, complete=True)
     except ValueError as error:
         raise ValueError(f"--{flag}={checkpoint}: {error}") from None
 

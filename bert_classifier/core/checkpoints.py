@@ -452,8 +452,8 @@ def _global_step(path: str, reader) -> int:
         try:
             return int(reader.get_tensor(checkpoint_names.GLOBAL_STEP_NAME))
         except tf.errors.OpError as error:
-            raise ValueError("checkpoint %s cannot be read: %s: %s"
-                             % (path, checkpoint_names.GLOBAL_STEP_NAME, _first_line(error))) from None
+            raise ValueError("checkpoint %s cannot be read: %s: %s" % (
+                path, checkpoint_names.GLOBAL_STEP_NAME, _first_line(error))) from None
     match = _STEP_SUFFIX_RE.search(path)
     if match:
         return int(match.group(1))

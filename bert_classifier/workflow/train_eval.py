@@ -361,7 +361,8 @@ class TrainingEvaluator:
             else:
                 self._eval_model = forward.build_classifier(model.config, model.num_labels,
                                                             self.infer_strategy)
-                self._eval_variables = checkpoint_names.variables_by_checkpoint_name(self._eval_model)
+                self._eval_variables = checkpoint_names.variables_by_checkpoint_name(
+                    self._eval_model)
             self._run_step = forward.make_eval_step(
                 self._eval_model, model.num_labels, self.infer_strategy, self.jit_compile,
                 self.micro_batch_size)
