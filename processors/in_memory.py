@@ -136,9 +136,6 @@ class InMemoryProcessor(DataProcessor):
             raise ValueError(f"labels {self._labels}: a classifier needs at least two labels "
                              "(the training data has only one; give labels= to name the others)")
 
-    def has_labels(self) -> bool:
-        return self._labels is not None
-
     def _split(self, split: str) -> List[InputExample]:
         examples = self._splits[split]
         if examples is None:

@@ -112,7 +112,8 @@ def settings_for_call(flagfile: Optional[str] = None, **settings) -> flags.FlagV
     return flag_values
 
 
-def _fill_from_model_folder(flag_values: flags.FlagValues, folder: str) -> None:
+def _fill_from_model_folder(flag_values: flags.FlagValues,
+                            folder: str) -> model_dir_lib.ModelInfo:
     """A pre-trained folder (or a run_classifier output_dir) stands for the vocab, config,
     checkpoint and case flags not given otherwise."""
     info = model_dir_lib.load_model_info(
@@ -144,12 +145,13 @@ def _choose_processor(flag_values: flags.FlagValues, data: Dict[str, object],
                          + (" (or a model folder as the first argument)"
                             if set(missing) & {"vocab_file", "bert_config_file"} else ""))
     if in_memory:
-        processor = InMemoryProcessor(**data, labels=labels)
-        if not processor.has_labels():
-            if not folder_labels:
+        if labels is None and data["train"] is None:
+            # Evaluating or predicting only: the trained folder's labels.
+            labels = folder_labels
+            if not labels:
                 raise ValueError("fine_tune(): no labels: pass labels= or train= (its labels, "
                                  "sorted), or a trained model folder that records them")
-            processor = InMemoryProcessor(**data, labels=folder_labels)
+        processor = InMemoryProcessor(**data, labels=labels)
         if not flag_values["task_name"].present:
             _set(flag_values, "task_name", IN_MEMORY_TASK_NAME)
     elif processor is not None and not flag_values["task_name"].present:

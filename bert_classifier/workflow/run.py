@@ -269,10 +269,15 @@ def _run_locked(settings, processor, task_name, label_list, bert_config, eval_se
         tf.io.gfile.rmtree(work_dir)
         return result
 
+    loaded = []
+
     def load_model():
-        return forward.load_for_inference(
-            bert_config, len(label_list), settings.output_dir, settings.init_checkpoint,
-            infer_strategy, settings.allow_partial_checkpoint)
+        """The model eval and predict use, built and restored once (the same checkpoint)."""
+        if not loaded:
+            loaded.append(forward.load_for_inference(
+                bert_config, len(label_list), settings.output_dir, settings.init_checkpoint,
+                infer_strategy, settings.allow_partial_checkpoint))
+        return loaded[0]
 
     if settings.do_eval:
         if eval_file is None:
